@@ -1,0 +1,112 @@
+//! The admin router: `/metrics` (OpenMetrics) and the `/debug/*` JSON views of the probes.
+//!
+//! ```ignore
+//! let app = pinchpoint::admin::router(AdminOptions::default());
+//! axum::serve(admin_listener, app).await?;
+//! ```
+//!
+//! With a bearer token set, every endpoint requires `Authorization: Bearer <token>` and
+//! answers 401 otherwise (DESIGN.md: a non-loopback admin bind requires a token).
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use crate::metrics;
+use crate::probe::{lock, pool, task};
+
+/// Options of [`router`].
+#[derive(Debug, Clone, Default)]
+pub struct AdminOptions {
+    /// When set, every endpoint requires `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+}
+
+/// The admin endpoints: `GET /metrics`, `/debug/locks`, `/debug/pools`, `/debug/tasks`.
+pub fn router(opts: AdminOptions) -> Router {
+    let r = Router::new()
+        .route("/metrics", get(metrics_handler))
+        .route("/debug/locks", get(locks_handler))
+        .route("/debug/pools", get(pools_handler))
+        .route("/debug/tasks", get(tasks_handler));
+    match opts.bearer_token {
+        Some(token) => r.layer(middleware::from_fn_with_state(Arc::<str>::from(token), require_token)),
+        None => r,
+    }
+}
+
+async fn require_token(State(token): State<Arc<str>>, req: Request, next: Next) -> Response {
+    let presented =
+        req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer "));
+    match presented {
+        Some(p) if constant_time_eq(p.as_bytes(), token.as_bytes()) => next.run(req).await,
+        _ => {
+            let mut resp = (StatusCode::UNAUTHORIZED, "missing or wrong bearer token\n").into_response();
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            resp
+        }
+    }
+}
+
+/// Compares without an early exit, so response time does not reveal the matching prefix.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn metrics_handler() -> Response {
+    // Encoding walks the task registry and /proc: keep it off the async workers.
+    let body = tokio::task::spawn_blocking(metrics::encode).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+}
+
+#[derive(Serialize)]
+struct LocksView {
+    locks: Vec<lock::LockReport>,
+    /// Contention samples currently held, per resource, with their weights.
+    samples: Vec<SampleRow>,
+}
+
+#[derive(Serialize)]
+struct SampleRow {
+    resource: String,
+    samples: usize,
+    events: u64,
+    wait_seconds: f64,
+}
+
+async fn locks_handler() -> Json<LocksView> {
+    let mut rows: std::collections::BTreeMap<String, SampleRow> = Default::default();
+    for s in crate::probe::contention::samples_since(crate::probe::epoch()) {
+        let row = rows.entry(s.resource.to_string()).or_insert_with(|| SampleRow {
+            resource: s.resource.to_string(),
+            samples: 0,
+            events: 0,
+            wait_seconds: 0.0,
+        });
+        row.samples += 1;
+        row.events += s.events;
+        row.wait_seconds += s.weight.as_secs_f64();
+    }
+    let mut samples: Vec<SampleRow> = rows.into_values().collect();
+    samples.sort_by(|a, b| b.wait_seconds.total_cmp(&a.wait_seconds));
+    Json(LocksView { locks: lock::report(), samples })
+}
+
+#[derive(Serialize)]
+struct PoolsView {
+    pools: Vec<pool::PoolReport>,
+}
+
+async fn pools_handler() -> Json<PoolsView> {
+    Json(PoolsView { pools: pool::report() })
+}
+
+async fn tasks_handler() -> Json<task::TasksReport> {
+    Json(task::report(20))
+}

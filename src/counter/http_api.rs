@@ -1,0 +1,262 @@
+//! The HTTP API of DESIGN.md, shared by the gateway (store behind gRPC) and the monolith
+//! (store in process): same routes, same validation, same JSON errors.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::counter::client_pool::ServicePool;
+use crate::counter::instrument::red;
+use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key, Op, MAX_BODY_BYTES};
+use crate::counter::store::Store;
+
+/// Where the HTTP API sends its work.
+pub enum Backend {
+    /// The monolith: the store lives in this process.
+    Local(Arc<Store>),
+    /// The gateway: the store is behind the counter service.
+    Remote(Arc<ServicePool>),
+}
+
+impl Backend {
+    async fn increment(&self, op: &Op, request_id: &str) -> Result<i64, CounterError> {
+        match self {
+            Backend::Local(s) => s.increment(op, ApplyId { request_id, index: 0 }).await,
+            Backend::Remote(p) => p.increment(op, request_id).await,
+        }
+    }
+
+    async fn batch(&self, ops: &[Op], request_id: &str) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
+        match self {
+            Backend::Local(s) => s.batch(ops, request_id).await,
+            Backend::Remote(p) => p.batch(ops, request_id).await,
+        }
+    }
+
+    async fn get(&self, key: &Key) -> Result<i64, CounterError> {
+        match self {
+            Backend::Local(s) => s.get(key).await,
+            Backend::Remote(p) => p.get(key).await,
+        }
+    }
+
+    async fn healthy(&self) -> bool {
+        match self {
+            Backend::Local(_) => true,
+            Backend::Remote(p) => p.healthy().await,
+        }
+    }
+}
+
+/// An error as the HTTP API answers it: a status and `{"error":{"code","message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+}
+
+impl From<CounterError> for ApiError {
+    fn from(e: CounterError) -> Self {
+        let status = match &e {
+            CounterError::Invalid(_) | CounterError::TooManyOperations(_) => StatusCode::BAD_REQUEST,
+            CounterError::Overflow(_) => StatusCode::CONFLICT,
+            CounterError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            CounterError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError::new(status, e.code(), e.to_string())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+#[derive(Deserialize)]
+struct IncrementBody {
+    resource_id: String,
+    counter_type: String,
+    delta: i64,
+}
+
+impl IncrementBody {
+    fn into_op(self) -> Result<Op, CounterError> {
+        Op::new(self.resource_id, self.counter_type, self.delta)
+    }
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    operations: Vec<IncrementBody>,
+    #[serde(default, rename = "async")]
+    asynchronous: bool,
+}
+
+#[derive(Serialize)]
+struct CounterValue {
+    resource_id: String,
+    counter_type: String,
+    value: i64,
+}
+
+type AppState = Arc<Backend>;
+
+pub fn router(backend: Backend) -> Router {
+    Router::new()
+        .route("/api/v1/counter/increment", post(increment))
+        .route("/api/v1/counter/batch-increment", post(batch_increment))
+        .route("/api/v1/counter/{resource_id}/{counter_type}", get(read_counter))
+        .route("/health", get(health))
+        .fallback(not_found)
+        .layer(middleware::from_fn(record_red_metrics))
+        .with_state(Arc::new(backend))
+}
+
+/// `http_requests_total` and `http_request_duration_seconds` by route template (never
+/// by concrete path, so labels stay bounded).
+async fn record_red_metrics(req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+    let method = req.method().clone();
+    let response = next.run(req).await;
+    let route = route.as_deref().unwrap_or("unmatched");
+    red::http_request(route, method.as_str(), response.status().as_u16(), started.elapsed());
+    response
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see DESIGN.md's HTTP API")
+}
+
+/// Reads the body with the 1 MiB cap and parses it, telling malformed JSON apart from
+/// well-formed JSON of the wrong shape.
+async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
+    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("request body is over the {MAX_BODY_BYTES}-byte limit"),
+        )
+    })?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        use serde_json::error::Category;
+        let code = match e.classify() {
+            Category::Data => "invalid_argument",
+            Category::Syntax | Category::Eof | Category::Io => "invalid_json",
+        };
+        ApiError::new(StatusCode::BAD_REQUEST, code, format!("request body: {e}"))
+    })
+}
+
+/// The caller's `x-request-id`, validated, or a fresh one.
+fn request_id(headers: &HeaderMap) -> Result<String, ApiError> {
+    match headers.get("x-request-id") {
+        Some(v) => {
+            let id = v
+                .to_str()
+                .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, "invalid_argument", "x-request-id is not ASCII"))?;
+            model::check_request_id(id)?;
+            Ok(id.to_string())
+        }
+        None => Ok(uuid::Uuid::new_v4().to_string()),
+    }
+}
+
+fn with_request_id(mut response: Response, id: &str) -> Response {
+    if let Ok(v) = HeaderValue::from_str(id) {
+        response.headers_mut().insert("x-request-id", v);
+    }
+    response
+}
+
+async fn increment(State(backend): State<AppState>, headers: HeaderMap, body: Body) -> Result<Response, ApiError> {
+    let id = request_id(&headers)?;
+    let op = parse_body::<IncrementBody>(body).await?.into_op()?;
+    let value = backend.increment(&op, &id).await?;
+    let body = CounterValue { resource_id: op.key.resource_id, counter_type: op.key.counter_type, value };
+    Ok(with_request_id(Json(body).into_response(), &id))
+}
+
+async fn batch_increment(
+    State(backend): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let id = request_id(&headers)?;
+    let batch = parse_body::<BatchBody>(body).await?;
+    check_batch_len(batch.operations.len())?;
+    // Every operation is validated before any is applied: a bad batch changes nothing.
+    let ops = batch.operations.into_iter().map(IncrementBody::into_op).collect::<Result<Vec<_>, _>>()?;
+    let outcomes = backend.batch(&ops, &id).await?;
+    if batch.asynchronous {
+        // Without a write buffer the batch is applied before answering; 202 still means
+        // "accepted", and nothing accepted can be lost.
+        let response = (StatusCode::ACCEPTED, Json(json!({"accepted": ops.len()}))).into_response();
+        return Ok(with_request_id(response, &id));
+    }
+    let mut first_error: Option<CounterError> = None;
+    let results: Vec<_> = ops
+        .iter()
+        .zip(outcomes)
+        .map(|(op, outcome)| match outcome {
+            Ok(value) => {
+                json!({"resource_id": op.key.resource_id, "counter_type": op.key.counter_type, "value": value})
+            }
+            Err(e) => {
+                let item = json!({"resource_id": op.key.resource_id, "counter_type": op.key.counter_type,
+                                  "error": {"code": e.code(), "message": e.to_string()}});
+                first_error.get_or_insert(e);
+                item
+            }
+        })
+        .collect();
+    // Operations are applied one by one: when some fail (overflow), the others stand, and
+    // the answer says which is which.
+    let response = match first_error {
+        None => Json(json!({ "results": results })).into_response(),
+        Some(e) => {
+            let err = ApiError::from(e);
+            (err.status, Json(json!({"error": {"code": err.code, "message": err.message}, "results": results})))
+                .into_response()
+        }
+    };
+    Ok(with_request_id(response, &id))
+}
+
+async fn read_counter(
+    State(backend): State<AppState>,
+    Path((resource_id, counter_type)): Path<(String, String)>,
+) -> Result<Json<CounterValue>, ApiError> {
+    let key = Key::new(resource_id, counter_type)?;
+    let value = backend.get(&key).await?;
+    Ok(Json(CounterValue { resource_id: key.resource_id, counter_type: key.counter_type, value }))
+}
+
+async fn health(State(backend): State<AppState>) -> Response {
+    if backend.healthy().await {
+        Json(json!({"status": "ok"})).into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "reason": "no counter service answers its health check"})),
+        )
+            .into_response()
+    }
+}

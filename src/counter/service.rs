@@ -1,0 +1,177 @@
+//! The counter service (gRPC): validates, applies each request id at most once, answers.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::{Stream, StreamExt};
+use tonic::{Request, Response, Status};
+
+use crate::counter::instrument::red;
+use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key};
+use crate::counter::proto::{
+    self, counter_service_server::CounterService, counter_service_server::CounterServiceServer, BatchIncrementRequest,
+    BatchIncrementResponse, GetRequest, GetResponse, IncrementRequest, IncrementResponse, OpResult,
+};
+use crate::counter::store::Store;
+
+pub struct CounterRpc {
+    store: Arc<Store>,
+}
+
+impl CounterRpc {
+    pub fn new(store: Arc<Store>) -> Self {
+        CounterRpc { store }
+    }
+
+    pub fn into_server(self) -> CounterServiceServer<Self> {
+        CounterServiceServer::new(self)
+    }
+}
+
+/// A request id from the wire; an empty one gets a fresh id, which makes the call
+/// non-retriable but still valid (the gateway always sends one).
+fn request_id_or_new(id: String) -> Result<String, CounterError> {
+    if id.is_empty() {
+        Ok(uuid::Uuid::new_v4().to_string())
+    } else {
+        model::check_request_id(&id)?;
+        Ok(id)
+    }
+}
+
+/// Times a handler and records `rpc_server_*{method,code}`.
+async fn observed<T>(
+    method: &'static str,
+    f: impl std::future::Future<Output = Result<T, CounterError>>,
+) -> Result<Response<T>, Status> {
+    let started = Instant::now();
+    let result = f.await.map(Response::new).map_err(|e| proto::to_status(&e));
+    let code = match &result {
+        Ok(_) => tonic::Code::Ok,
+        Err(s) => s.code(),
+    };
+    red::rpc_server(method, proto::code_label(code), started.elapsed());
+    result
+}
+
+impl CounterRpc {
+    async fn apply_one(&self, req: IncrementRequest) -> Result<IncrementResponse, CounterError> {
+        let op = model::Op::new(req.resource_id, req.counter_type, req.delta)?;
+        let request_id = request_id_or_new(req.request_id)?;
+        let value = self.store.increment(&op, ApplyId { request_id: &request_id, index: 0 }).await?;
+        Ok(IncrementResponse { resource_id: op.key.resource_id, counter_type: op.key.counter_type, value })
+    }
+}
+
+#[tonic::async_trait]
+impl CounterService for CounterRpc {
+    async fn increment(&self, request: Request<IncrementRequest>) -> Result<Response<IncrementResponse>, Status> {
+        observed("Increment", self.apply_one(request.into_inner())).await
+    }
+
+    async fn batch_increment(
+        &self,
+        request: Request<BatchIncrementRequest>,
+    ) -> Result<Response<BatchIncrementResponse>, Status> {
+        observed("BatchIncrement", async {
+            let req = request.into_inner();
+            check_batch_len(req.operations.len())?;
+            // Validate everything before applying anything: a bad batch changes nothing.
+            let ops = req.operations.iter().map(|o| o.to_op()).collect::<Result<Vec<_>, _>>()?;
+            let request_id = request_id_or_new(req.request_id)?;
+            let outcomes = self.store.batch(&ops, &request_id).await?;
+            let results = ops.iter().zip(&outcomes).map(|(op, r)| OpResult::from_outcome(op, r)).collect();
+            Ok(BatchIncrementResponse { results })
+        })
+        .await
+    }
+
+    async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        observed("Get", async {
+            let req = request.into_inner();
+            let key = Key::new(req.resource_id, req.counter_type)?;
+            let value = self.store.get(&key).await?;
+            Ok(GetResponse { resource_id: key.resource_id, counter_type: key.counter_type, value })
+        })
+        .await
+    }
+
+    type StreamIncrementsStream = Pin<Box<dyn Stream<Item = Result<OpResult, Status>> + Send + 'static>>;
+
+    /// One result per incoming increment, in order. A bad item gets an error result and
+    /// the stream goes on; only a broken transport ends it.
+    async fn stream_increments(
+        &self,
+        request: Request<tonic::Streaming<IncrementRequest>>,
+    ) -> Result<Response<Self::StreamIncrementsStream>, Status> {
+        let store = self.store.clone();
+        let rpc = CounterRpc { store };
+        let inbound = request.into_inner();
+        let out = inbound.then(move |item| {
+            let rpc = CounterRpc { store: rpc.store.clone() };
+            async move {
+                let req = item?;
+                let started = Instant::now();
+                let (rid, ct) = (req.resource_id.clone(), req.counter_type.clone());
+                let result = rpc.apply_one(req).await;
+                red::rpc_server(
+                    "StreamIncrements",
+                    if result.is_ok() {
+                        "ok"
+                    } else {
+                        proto::code_label(proto::to_status(result.as_ref().unwrap_err()).code())
+                    },
+                    started.elapsed(),
+                );
+                Ok(match result {
+                    Ok(r) => OpResult {
+                        resource_id: r.resource_id,
+                        counter_type: r.counter_type,
+                        value: r.value,
+                        ..Default::default()
+                    },
+                    Err(e) => OpResult {
+                        resource_id: rid,
+                        counter_type: ct,
+                        value: 0,
+                        error: proto::ErrorCode::from(&e) as i32,
+                        message: e.to_string(),
+                    },
+                })
+            }
+        });
+        Ok(Response::new(Box::pin(out)))
+    }
+}
+
+/// Options of `pinchpoint service` that shape the gRPC server.
+#[derive(Debug, Clone, Default)]
+pub struct ServeOptions {
+    /// Cap on concurrent HTTP/2 streams per connection (`--max-streams`).
+    pub max_streams: Option<u32>,
+}
+
+/// Serves the counter service and `grpc.health.v1` on `listener` until `shutdown` fires,
+/// then lets in-flight calls finish.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<Store>,
+    options: ServeOptions,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), tonic::transport::Error> {
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CounterServiceServer<CounterRpc>>().await;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    tonic::transport::Server::builder()
+        .max_concurrent_streams(options.max_streams)
+        .add_service(health)
+        .add_service(CounterRpc::new(store).into_server())
+        .serve_with_incoming_shutdown(incoming, shutdown)
+        .await
+}
+
+pub fn local_addr(listener: &tokio::net::TcpListener) -> SocketAddr {
+    listener.local_addr().expect("bound listener has an address")
+}

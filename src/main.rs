@@ -1,0 +1,219 @@
+//! `pinchpoint`: the command line over the library. Parsing and exit codes live here;
+//! everything else is in `pinchpoint::*`.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+use pinchpoint::counter::client_pool::ServicePoolConfig;
+use pinchpoint::counter::model::Key;
+use pinchpoint::counter::process::{self, AdminConfig, GatewayConfig, MonolithConfig, ServiceConfig, StoreConfig};
+use pinchpoint::counter::store::{LockMode, StoreSpec};
+use pinchpoint::shutdown::Shutdown;
+
+#[derive(Parser)]
+#[command(name = "pinchpoint", version, about = "Find where async services pinch")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The counter service: gRPC in front of a memory or Redis store.
+    Service(ServiceArgs),
+    /// The counter gateway: the HTTP API, forwarding to one or more services over gRPC.
+    Gateway(GatewayArgs),
+    /// The HTTP API with the store in process: the baseline the split system is measured against.
+    Monolith(MonolithArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Bearer token required by the admin listener; needed when it binds a non-loopback address.
+    #[arg(long, env = "PINCHPOINT_ADMIN_TOKEN")]
+    admin_token: Option<String>,
+}
+
+#[derive(Args)]
+struct StoreArgs {
+    /// `memory` or `redis://HOST:PORT`.
+    #[arg(long, default_value = "memory")]
+    store: StoreSpec,
+    /// Connections in the Redis pool.
+    #[arg(long, default_value_t = 8)]
+    store_pool: usize,
+    /// `sharded` (default) or `global`: one lock around the whole memory store.
+    #[arg(long, default_value = "sharded", value_parser = parse_lock)]
+    lock: LockMode,
+    /// How long an applied request id is remembered (retries within it never double-count).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    dedup_ttl: Duration,
+    /// Set a counter at start, e.g. `--seed user1/views=42` (repeatable).
+    #[arg(long, value_parser = parse_seed)]
+    seed: Vec<(Key, i64)>,
+}
+
+impl StoreArgs {
+    fn config(self) -> StoreConfig {
+        StoreConfig {
+            spec: self.store,
+            lock: self.lock,
+            redis_pool: self.store_pool,
+            dedup_ttl: self.dedup_ttl,
+            seed: self.seed,
+        }
+    }
+}
+
+#[derive(Args)]
+struct ServiceArgs {
+    /// gRPC listen address (`:0` picks a free loopback port).
+    #[arg(long, default_value = "127.0.0.1:50051", value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Admin listener: /metrics and /debug/*.
+    #[arg(long, default_value = "127.0.0.1:9465", value_parser = parse_addr)]
+    admin: SocketAddr,
+    #[command(flatten)]
+    admin_args: AdminArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+    /// Cap on concurrent HTTP/2 streams per client connection.
+    #[arg(long)]
+    max_streams: Option<u32>,
+}
+
+#[derive(Args)]
+struct GatewayArgs {
+    /// HTTP listen address (`:0` picks a free loopback port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Admin listener: /metrics and /debug/*.
+    #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_addr)]
+    admin: SocketAddr,
+    #[command(flatten)]
+    admin_args: AdminArgs,
+    /// Counter service URLs, comma separated.
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
+    service: Vec<String>,
+    /// gRPC channels (connections) per service.
+    #[arg(long, default_value_t = 8)]
+    pool_size: usize,
+    /// Calls in flight per channel before callers wait for a slot.
+    #[arg(long, default_value_t = 100)]
+    streams_per_channel: usize,
+    /// Open a new connection for every request and close it after (slow on purpose).
+    #[arg(long)]
+    dial_per_request: bool,
+    /// Connect and per-call deadline.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Args)]
+struct MonolithArgs {
+    /// HTTP listen address (`:0` picks a free loopback port).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
+    listen: SocketAddr,
+    /// Admin listener: /metrics and /debug/*.
+    #[arg(long, default_value = "127.0.0.1:9464", value_parser = parse_addr)]
+    admin: SocketAddr,
+    #[command(flatten)]
+    admin_args: AdminArgs,
+    #[command(flatten)]
+    store: StoreArgs,
+}
+
+/// `HOST:PORT`, or `:PORT` for loopback (so `:0` asks for any free loopback port).
+fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let full = if s.starts_with(':') { format!("127.0.0.1{s}") } else { s.to_string() };
+    full.to_socket_addrs()
+        .map_err(|e| format!("{s:?} is not HOST:PORT ({e})"))?
+        .next()
+        .ok_or_else(|| format!("{s:?} resolves to no address"))
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 500ms, 5s, 10m ({e})"))
+}
+
+fn parse_lock(s: &str) -> Result<LockMode, String> {
+    match s {
+        "sharded" => Ok(LockMode::Sharded),
+        "global" => Ok(LockMode::Global),
+        _ => Err(format!("{s:?}: use `sharded` or `global`")),
+    }
+}
+
+fn parse_seed(s: &str) -> Result<(Key, i64), String> {
+    let (key, value) = s.split_once('=').ok_or("expected RESOURCE/TYPE=VALUE")?;
+    let (resource, counter_type) = key.split_once('/').ok_or("expected RESOURCE/TYPE=VALUE")?;
+    let key = Key::new(resource, counter_type).map_err(|e| e.to_string())?;
+    let value = value.parse().map_err(|e| format!("{value:?} is not an integer: {e}"))?;
+    Ok((key, value))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pinchpoint: cannot start the tokio runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
+    let shutdown = Shutdown::new();
+    shutdown.trigger_on_signals();
+    let result = match cli.command {
+        Command::Service(a) => {
+            let config = ServiceConfig {
+                listen: a.listen,
+                admin: AdminConfig { addr: a.admin, token: a.admin_args.admin_token },
+                store: a.store.config(),
+                max_streams: a.max_streams,
+            };
+            process::run_service(config, shutdown).await
+        }
+        Command::Gateway(a) => {
+            let config = GatewayConfig {
+                listen: a.listen,
+                admin: AdminConfig { addr: a.admin, token: a.admin_args.admin_token },
+                pool: ServicePoolConfig {
+                    urls: a.service,
+                    pool_size: a.pool_size,
+                    streams_per_channel: a.streams_per_channel,
+                    dial_per_request: a.dial_per_request,
+                    timeout: a.timeout,
+                },
+            };
+            process::run_gateway(config, shutdown).await
+        }
+        Command::Monolith(a) => {
+            let config = MonolithConfig {
+                listen: a.listen,
+                admin: AdminConfig { addr: a.admin, token: a.admin_args.admin_token },
+                store: a.store.config(),
+            };
+            process::run_monolith(config, shutdown).await
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("pinchpoint: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! Metrics core: one global registry (prefix `pinchpoint`), the [`catalog`] of every family,
+//! hot-path metric types ([`Counter`], [`Gauge`], [`Histogram`], [`Integral`]) and the
+//! OpenMetrics exposition ([`encode`]).
+//!
+//! All catalog families are created and registered once, on first use, in [`families`];
+//! probes take their series handles from there at construction time. Families whose values
+//! are read at scrape time (process, allocator, tasks, runtime) are collectors.
+
+pub mod catalog;
+mod family;
+mod histogram;
+mod integral;
+mod process;
+pub mod red;
+mod striped;
+
+use std::sync::OnceLock;
+
+use parking_lot::Mutex;
+use prometheus_client::encoding::text;
+use prometheus_client::encoding::EncodeMetric;
+use prometheus_client::metrics::TypedMetric;
+use prometheus_client::registry::Registry;
+
+pub use family::{Fam, LabelSet};
+pub use histogram::{Histogram, Snapshot, BYTE_BOUNDS, COUNT_BOUNDS, DURATION_BOUNDS_NS};
+pub use integral::{Entered, Integral};
+pub use striped::{stripe_count, stripe_index, Counter, Gauge};
+
+use catalog::*;
+
+/// Content type of [`encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every family the probes and the counter system write to, created and registered once.
+#[derive(Debug)]
+pub struct Families {
+    pub lock_acquire: Fam<Counter, 2>,
+    pub lock_contended: Fam<Counter, 2>,
+    pub lock_wait_total: Fam<Counter, 2>,
+    pub lock_wait: Fam<Histogram, 2>,
+    pub lock_hold: Fam<Histogram, 1>,
+    pub lock_waiters: Fam<Gauge, 1>,
+
+    pub pool_max_size: Fam<Gauge, 1>,
+    pub pool_size: Fam<Gauge, 1>,
+    pub pool_in_use: Fam<Gauge, 1>,
+    pub pool_waiters: Fam<Gauge, 1>,
+    pub pool_acquire: Fam<Counter, 2>,
+    pub pool_acquire_wait: Fam<Histogram, 1>,
+    pub pool_in_use_seconds: Fam<Integral, 1>,
+    pub pool_opened: Fam<Counter, 1>,
+    pub pool_closed: Fam<Counter, 2>,
+    pub pool_open: Fam<Histogram, 1>,
+
+    pub worker_count: Fam<Gauge, 1>,
+    pub worker_queue_depth: Fam<Gauge, 1>,
+    pub worker_queue_capacity: Fam<Gauge, 1>,
+    pub worker_busy: Fam<Integral, 1>,
+    pub worker_queue_wait: Fam<Histogram, 1>,
+    pub worker_jobs: Fam<Counter, 2>,
+
+    pub request_alloc: Fam<Histogram, 1>,
+
+    pub tasks_spawned: Fam<Counter, 1>,
+    pub tasks_finished: Fam<Counter, 1>,
+
+    pub http_requests: Fam<Counter, 3>,
+    pub http_duration: Fam<Histogram, 2>,
+    pub rpc_client_requests: Fam<Counter, 2>,
+    pub rpc_server_requests: Fam<Counter, 2>,
+    pub rpc_client_duration: Fam<Histogram, 1>,
+    pub rpc_server_duration: Fam<Histogram, 1>,
+    pub rpc_client_retries: Fam<Counter, 1>,
+    pub store_op: Fam<Histogram, 2>,
+
+    pub breaker_state: Fam<Gauge, 1>,
+    pub cache_requests: Fam<Counter, 1>,
+    pub write_buffer_pending: Gauge,
+    pub write_buffer_flushes: Counter,
+    pub write_buffer_batch: Histogram,
+    pub ratelimit_decisions: Fam<Counter, 1>,
+    pub ratelimit_tracked_keys: Gauge,
+    pub build_info: Fam<Gauge, 1>,
+}
+
+struct Global {
+    registry: Registry,
+    families: Families,
+    extra: Mutex<Registry>,
+}
+
+fn global() -> &'static Global {
+    static G: OnceLock<Global> = OnceLock::new();
+    G.get_or_init(|| {
+        let mut root = Registry::default();
+        root.register_collector(Box::new(process::ProcessCollector));
+        let r = root.sub_registry_with_prefix(PREFIX);
+        let families = Families::new(r);
+        r.register_collector(Box::new(crate::probe::alloc::AllocCollector));
+        r.register_collector(Box::new(crate::probe::task::TaskCollector));
+        r.register_collector(Box::new(crate::probe::runtime::RuntimeCollector));
+        families.build_info.get([env!("CARGO_PKG_VERSION")]).set(1);
+        Global { registry: root, families, extra: Mutex::new(Registry::default()) }
+    })
+}
+
+/// The global families. The first call creates and registers all of them.
+pub fn families() -> &'static Families {
+    &global().families
+}
+
+/// Registers a caller's own metrics (encoded after pinchpoint's). Names are used as given.
+pub fn with_extra_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
+    f(&mut global().extra.lock())
+}
+
+/// OpenMetrics text of every family, ending in `# EOF`.
+pub fn encode() -> String {
+    let g = global();
+    let mut out = String::with_capacity(64 * 1024);
+    // Writing to a String cannot fail; collectors that fail skip their part.
+    let _ = text::encode_registry(&mut out, &g.registry);
+    let _ = text::encode_registry(&mut out, &g.extra.lock());
+    let _ = text::encode_eof(&mut out);
+    out
+}
+
+fn single<M>(spec: &'static Spec, m: M, r: &mut Registry) -> M
+where
+    M: EncodeMetric + TypedMetric + Clone + Send + Sync + std::fmt::Debug + 'static,
+{
+    assert!(spec.labels.is_empty(), "{}", spec.name);
+    match spec.unit() {
+        Some(unit) => r.register_with_unit(spec.base_name(), spec.help, unit, m.clone()),
+        None => r.register(spec.base_name(), spec.help, m.clone()),
+    }
+    m
+}
+
+impl Families {
+    fn new(r: &mut Registry) -> Self {
+        fn dur() -> Histogram {
+            Histogram::durations()
+        }
+        fn bytes() -> Histogram {
+            Histogram::bytes()
+        }
+        fn secs() -> Counter {
+            Counter::seconds()
+        }
+        let c = Counter::new as fn() -> Counter;
+        let g = Gauge::new as fn() -> Gauge;
+        let i = Integral::new as fn() -> Integral;
+        Self {
+            lock_acquire: Fam::new(&LOCK_ACQUIRE, c, r),
+            lock_contended: Fam::new(&LOCK_CONTENDED, c, r),
+            lock_wait_total: Fam::new(&LOCK_WAIT_TOTAL, secs, r),
+            lock_wait: Fam::new(&LOCK_WAIT, dur, r),
+            lock_hold: Fam::new(&LOCK_HOLD, dur, r),
+            lock_waiters: Fam::new(&LOCK_WAITERS, g, r),
+
+            pool_max_size: Fam::new(&POOL_MAX_SIZE, g, r),
+            pool_size: Fam::new(&POOL_SIZE, g, r),
+            pool_in_use: Fam::new(&POOL_IN_USE, g, r),
+            pool_waiters: Fam::new(&POOL_WAITERS, g, r),
+            pool_acquire: Fam::new(&POOL_ACQUIRE, c, r),
+            pool_acquire_wait: Fam::new(&POOL_ACQUIRE_WAIT, dur, r),
+            pool_in_use_seconds: Fam::new(&POOL_IN_USE_SECONDS, i, r),
+            pool_opened: Fam::new(&POOL_OPENED, c, r),
+            pool_closed: Fam::new(&POOL_CLOSED, c, r),
+            pool_open: Fam::new(&POOL_OPEN, dur, r),
+
+            worker_count: Fam::new(&WORKER_COUNT, g, r),
+            worker_queue_depth: Fam::new(&WORKER_QUEUE_DEPTH, g, r),
+            worker_queue_capacity: Fam::new(&WORKER_QUEUE_CAPACITY, g, r),
+            worker_busy: Fam::new(&WORKER_BUSY, i, r),
+            worker_queue_wait: Fam::new(&WORKER_QUEUE_WAIT, dur, r),
+            worker_jobs: Fam::new(&WORKER_JOBS, c, r),
+
+            request_alloc: Fam::new(&REQUEST_ALLOC, bytes, r),
+
+            tasks_spawned: Fam::new(&TASKS_SPAWNED, c, r),
+            tasks_finished: Fam::new(&TASKS_FINISHED, c, r),
+
+            http_requests: Fam::new(&HTTP_REQUESTS, c, r),
+            http_duration: Fam::new(&HTTP_DURATION, dur, r),
+            rpc_client_requests: Fam::new(&RPC_CLIENT_REQUESTS, c, r),
+            rpc_server_requests: Fam::new(&RPC_SERVER_REQUESTS, c, r),
+            rpc_client_duration: Fam::new(&RPC_CLIENT_DURATION, dur, r),
+            rpc_server_duration: Fam::new(&RPC_SERVER_DURATION, dur, r),
+            rpc_client_retries: Fam::new(&RPC_CLIENT_RETRIES, c, r),
+            store_op: Fam::new(&STORE_OP, dur, r),
+
+            breaker_state: Fam::new(&BREAKER_STATE, g, r),
+            cache_requests: Fam::new(&CACHE_REQUESTS, c, r),
+            write_buffer_pending: single(&WRITE_BUFFER_PENDING, Gauge::new(), r),
+            write_buffer_flushes: single(&WRITE_BUFFER_FLUSHES, Counter::new(), r),
+            write_buffer_batch: single(&WRITE_BUFFER_BATCH, Histogram::counts(), r),
+            ratelimit_decisions: Fam::new(&RATELIMIT_DECISIONS, c, r),
+            ratelimit_tracked_keys: single(&RATELIMIT_TRACKED_KEYS, Gauge::new(), r),
+            build_info: Fam::new(&BUILD_INFO, g, r),
+        }
+    }
+}
+
+static SECONDS: prometheus_client::registry::Unit = prometheus_client::registry::Unit::Seconds;
+static BYTES: prometheus_client::registry::Unit = prometheus_client::registry::Unit::Bytes;
+
+/// For collectors: writes the HELP/TYPE/UNIT of a catalog family and returns the encoder for
+/// its samples.
+pub(crate) fn describe<'a>(
+    enc: &'a mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    spec: &'static Spec,
+) -> Result<prometheus_client::encoding::MetricEncoder<'a>, std::fmt::Error> {
+    use prometheus_client::metrics::MetricType;
+    use prometheus_client::registry::Unit;
+    let unit = match spec.unit() {
+        Some(Unit::Seconds) => Some(&SECONDS),
+        Some(_) => Some(&BYTES),
+        None => None,
+    };
+    let ty = match spec.kind {
+        Kind::Counter => MetricType::Counter,
+        Kind::Gauge => MetricType::Gauge,
+        Kind::Histogram => MetricType::Histogram,
+    };
+    enc.encode_descriptor(spec.base_name(), &spec.help_text(), unit, ty)
+}
+
+/// For collectors: one unlabeled gauge family.
+pub(crate) fn emit_gauge<V: prometheus_client::encoding::EncodeGaugeValue>(
+    enc: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    spec: &'static Spec,
+    v: V,
+) -> Result<(), std::fmt::Error> {
+    describe(enc, spec)?.encode_gauge(&v)
+}
+
+/// For collectors: one unlabeled counter family.
+pub(crate) fn emit_counter<V: prometheus_client::encoding::EncodeCounterValue>(
+    enc: &mut prometheus_client::encoding::DescriptorEncoder<'_>,
+    spec: &'static Spec,
+    v: V,
+) -> Result<(), std::fmt::Error> {
+    use prometheus_client::encoding::NoLabelSet;
+    describe(enc, spec)?.encode_counter::<NoLabelSet, _, u64>(&v, None)
+}

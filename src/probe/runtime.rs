@@ -1,0 +1,115 @@
+//! Tokio runtime metrics, read from `Handle::metrics()` at scrape time, plus task-poll
+//! durations recorded by runtime hooks into the lock-free duration histogram (the same
+//! bucket layout as every other duration, unlike tokio's own poll-time histogram).
+//!
+//! Attach a runtime with [`register`]; build it with [`builder_multi_thread`] /
+//! [`builder_current_thread`] (or call [`install_hooks`] on your own builder) to get poll
+//! times and tracking of plain `tokio::spawn` tasks. Needs `--cfg tokio_unstable`.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
+use tokio::runtime::{Builder, Handle};
+
+use super::task;
+use crate::metrics::catalog::*;
+use crate::metrics::{describe, emit_gauge, Histogram};
+
+static HANDLE: Mutex<Option<Handle>> = Mutex::new(None);
+static HOOKS: AtomicBool = AtomicBool::new(false);
+
+fn poll_histogram() -> &'static Histogram {
+    static H: OnceLock<Histogram> = OnceLock::new();
+    H.get_or_init(Histogram::durations)
+}
+
+/// Attaches `handle`'s runtime to the metrics (replacing any earlier one).
+pub fn register(handle: Handle) {
+    *HANDLE.lock() = Some(handle);
+}
+
+/// Attaches the current runtime. Panics outside a runtime.
+pub fn register_current() {
+    register(Handle::current());
+}
+
+thread_local! {
+    static POLL_START: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Installs task tracking and poll timing hooks on `builder`.
+pub fn install_hooks(builder: &mut Builder) -> &mut Builder {
+    HOOKS.store(true, Relaxed);
+    builder
+        .on_task_spawn(task::hook_spawn)
+        .on_task_terminate(task::hook_terminate)
+        .on_before_task_poll(|meta| {
+            task::hook_before_poll(meta);
+            let _ = POLL_START.try_with(|s| s.set(Some(Instant::now())));
+        })
+        .on_after_task_poll(|meta| {
+            if let Some(start) = POLL_START.try_with(Cell::take).ok().flatten() {
+                poll_histogram().observe_duration(start.elapsed());
+            }
+            task::hook_after_poll(meta);
+        })
+}
+
+/// A multi-thread runtime builder with all drivers enabled and the hooks installed.
+pub fn builder_multi_thread() -> Builder {
+    let mut b = Builder::new_multi_thread();
+    b.enable_all();
+    install_hooks(&mut b);
+    b
+}
+
+/// A current-thread runtime builder with all drivers enabled and the hooks installed.
+pub fn builder_current_thread() -> Builder {
+    let mut b = Builder::new_current_thread();
+    b.enable_all();
+    install_hooks(&mut b);
+    b
+}
+
+#[derive(Debug)]
+pub(crate) struct RuntimeCollector;
+
+impl Collector for RuntimeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if HOOKS.load(Relaxed) {
+            poll_histogram().encode(describe(&mut enc, &RUNTIME_POLL)?)?;
+        }
+        let Some(handle) = HANDLE.lock().clone() else {
+            return Ok(());
+        };
+        let m = handle.metrics();
+        let workers = m.num_workers();
+        emit_gauge(&mut enc, &RUNTIME_WORKERS, workers as i64)?;
+        emit_gauge(&mut enc, &RUNTIME_ALIVE_TASKS, m.num_alive_tasks() as i64)?;
+        emit_gauge(&mut enc, &RUNTIME_GLOBAL_QUEUE, m.global_queue_depth() as i64)?;
+        {
+            let mut e = describe(&mut enc, &RUNTIME_WORKER_BUSY)?;
+            for w in 0..workers {
+                let label = w.to_string();
+                let busy = m.worker_total_busy_duration(w).as_secs_f64();
+                e.encode_family(&[("worker", label.as_str())])?.encode_counter::<NoLabelSet, _, f64>(&busy, None)?;
+            }
+        }
+        {
+            let mut e = describe(&mut enc, &RUNTIME_WORKER_PARK)?;
+            for w in 0..workers {
+                let label = w.to_string();
+                e.encode_family(&[("worker", label.as_str())])?
+                    .encode_counter::<NoLabelSet, _, u64>(&m.worker_park_count(w), None)?;
+            }
+        }
+        emit_gauge(&mut enc, &RUNTIME_BLOCKING_THREADS, m.num_blocking_threads() as i64)?;
+        emit_gauge(&mut enc, &RUNTIME_BLOCKING_QUEUE, m.blocking_queue_depth() as i64)?;
+        Ok(())
+    }
+}

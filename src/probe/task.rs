@@ -1,0 +1,415 @@
+//! Task tracking: spawn by name or site, live-task registry, leak suspects, [`LeakCheck`].
+//!
+//! [`spawn`] / [`spawn_tracked`] wrap the future so that its state (name, spawn site, spawn
+//! time, last poll) lives in a sharded registry touched only at spawn and finish; a poll only
+//! stores a timestamp into the task's own state. Tasks spawned with plain `tokio::spawn` are
+//! tracked too when the runtime was built with [`install_hooks`] (tokio's task hooks,
+//! `tokio_unstable`), labelled by spawn site. Gauges (`tasks_alive`, `task_leak_suspects`,
+//! `task_oldest_seconds`) are computed from the registry at scrape time.
+//!
+//! A task remembers the [`LeakCheck`] active in the context that spawned it (inherited by
+//! tasks it spawns in turn), so a check blames only its own tasks even with tests running in
+//! parallel.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::{BuildHasher, Hash};
+use std::panic::Location;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::DescriptorEncoder;
+use serde::Serialize;
+use tokio::task::JoinHandle;
+
+use super::clock_ns;
+use crate::metrics::catalog::{TASKS_ALIVE, TASK_LEAK_SUSPECTS, TASK_OLDEST};
+use crate::metrics::{describe, families, Counter};
+
+pub use super::leak::{LeakCheck, LeakReport, LeakedTask};
+
+const SHARDS: usize = 64;
+
+/// State of one live task (about 100 bytes with its registry entry).
+#[derive(Debug)]
+pub(crate) struct TaskState {
+    pub name: Option<&'static str>,
+    pub site: &'static Location<'static>,
+    pub spawned_at: Instant,
+    /// [`clock_ns`] of the last poll start; 0 = never polled.
+    pub last_poll_ns: AtomicU64,
+    pub check: u64,
+    finished: Counter,
+}
+
+impl TaskState {
+    /// `task` label: the name, or `file:line` of the spawn site.
+    pub fn label(&self) -> String {
+        match self.name {
+            Some(n) => n.to_string(),
+            None => site_label(self.site),
+        }
+    }
+
+    pub fn since_last_poll(&self, now_ns: u64) -> Option<Duration> {
+        match self.last_poll_ns.load(Relaxed) {
+            0 => None,
+            t => Some(Duration::from_nanos(now_ns.saturating_sub(t))),
+        }
+    }
+
+    fn group_key(&self) -> (bool, usize) {
+        match self.name {
+            Some(n) => (true, n.as_ptr() as usize),
+            None => (false, self.site as *const _ as usize),
+        }
+    }
+}
+
+fn site_label(l: &Location<'_>) -> String {
+    format!("{}:{}", l.file(), l.line())
+}
+
+/// A sharded map; the shard lock is taken at spawn and finish only.
+struct Shards<K>(Box<[Mutex<HashMap<K, Arc<TaskState>>>]>);
+
+impl<K: Hash + Eq> Shards<K> {
+    fn new() -> Self {
+        Self((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect())
+    }
+    fn shard(&self, k: &K) -> &Mutex<HashMap<K, Arc<TaskState>>> {
+        static S: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
+        let h = S.get_or_init(Default::default).hash_one(k) as usize;
+        &self.0[h % SHARDS]
+    }
+    fn for_each(&self, mut f: impl FnMut(&Arc<TaskState>)) {
+        for s in self.0.iter() {
+            for t in s.lock().values() {
+                f(t);
+            }
+        }
+    }
+}
+
+struct Registry {
+    tracked: Shards<u64>,
+    hooked: Shards<tokio::task::Id>,
+}
+
+fn registry() -> &'static Registry {
+    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
+    R.get_or_init(|| Registry { tracked: Shards::new(), hooked: Shards::new() })
+}
+
+/// Calls `f` for every live task (tracked and hooked).
+pub(crate) fn for_each_task(mut f: impl FnMut(&Arc<TaskState>)) {
+    let r = registry();
+    r.tracked.for_each(&mut f);
+    r.hooked.for_each(&mut f);
+}
+
+static LEAK_THRESHOLD_NS: AtomicU64 = AtomicU64::new(60_000_000_000);
+
+/// Tasks alive and unpolled for longer than this are leak suspects (default 60 s).
+pub fn set_leak_threshold(d: Duration) {
+    LEAK_THRESHOLD_NS.store(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+}
+
+pub fn leak_threshold() -> Duration {
+    Duration::from_nanos(LEAK_THRESHOLD_NS.load(Relaxed))
+}
+
+fn is_suspect(t: &TaskState, now: Instant, now_ns: u64, threshold: Duration) -> bool {
+    now.duration_since(t.spawned_at) > threshold && t.since_last_poll(now_ns).is_none_or(|d| d > threshold)
+}
+
+thread_local! {
+    /// The leak check of the code running on this thread (0 = none).
+    static CURRENT_CHECK: Cell<u64> = const { Cell::new(0) };
+    /// Set while `spawn` calls `tokio::spawn`, so the spawn hook skips the task.
+    static SPAWNING_TRACKED: Cell<bool> = const { Cell::new(false) };
+    static COUNTERS: RefCell<HashMap<(bool, usize), (Counter, Counter)>> =
+        RefCell::new(HashMap::new());
+}
+
+pub(crate) fn current_check() -> u64 {
+    CURRENT_CHECK.try_with(Cell::get).unwrap_or(0)
+}
+
+pub(crate) fn set_current_check(id: u64) -> u64 {
+    CURRENT_CHECK.try_with(|c| c.replace(id)).unwrap_or(0)
+}
+
+/// `(spawned, finished)` counters for a task label, cached per thread.
+fn counters(name: Option<&'static str>, site: &'static Location<'static>) -> (Counter, Counter) {
+    let key = match name {
+        Some(n) => (true, n.as_ptr() as usize),
+        None => (false, site as *const _ as usize),
+    };
+    let make = || {
+        let label = name.map_or_else(|| site_label(site), str::to_string);
+        let f = families();
+        (f.tasks_spawned.get([&label]), f.tasks_finished.get([&label]))
+    };
+    COUNTERS
+        .try_with(|c| {
+            if let Some(v) = c.borrow().get(&key) {
+                return v.clone();
+            }
+            let v = make();
+            c.borrow_mut().insert(key, v.clone());
+            v
+        })
+        .unwrap_or_else(|_| make())
+}
+
+fn new_state(name: Option<&'static str>, site: &'static Location<'static>) -> Arc<TaskState> {
+    let (spawned, finished) = counters(name, site);
+    spawned.inc();
+    Arc::new(TaskState {
+        name,
+        site,
+        spawned_at: Instant::now(),
+        last_poll_ns: AtomicU64::new(0),
+        check: current_check(),
+        finished,
+    })
+}
+
+/// Spawns a task labelled `name` (a bounded, static name such as `flush` or `conn`).
+#[track_caller]
+pub fn spawn<F>(name: &'static str, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    spawn_inner(Some(name), Location::caller(), fut)
+}
+
+/// Spawns a task labelled by its spawn site (`src/file.rs:42`).
+#[track_caller]
+pub fn spawn_tracked<F>(fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    spawn_inner(None, Location::caller(), fut)
+}
+
+fn spawn_inner<F>(name: Option<&'static str>, site: &'static Location<'static>, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+    let id = NEXT_ID.fetch_add(1, Relaxed);
+    let state = new_state(name, site);
+    registry().tracked.shard(&id).lock().insert(id, state.clone());
+    let _ = SPAWNING_TRACKED.try_with(|s| s.set(true));
+    let handle = tokio::spawn(Tracked { fut, state, id });
+    let _ = SPAWNING_TRACKED.try_with(|s| s.set(false));
+    handle
+}
+
+/// The wrapper future of a tracked task.
+struct Tracked<F> {
+    fut: F,
+    state: Arc<TaskState>,
+    id: u64,
+}
+
+struct RestoreCheck(u64);
+
+impl Drop for RestoreCheck {
+    fn drop(&mut self) {
+        set_current_check(self.0);
+    }
+}
+
+impl<F: Future> Future for Tracked<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        // SAFETY: `fut` is structurally pinned: never moved out of `self`, and Drop below
+        // does not touch it.
+        let this = unsafe { self.get_unchecked_mut() };
+        this.state.last_poll_ns.store(clock_ns().max(1), Relaxed);
+        let _restore = RestoreCheck(set_current_check(this.state.check));
+        unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx)
+    }
+}
+
+impl<F> Drop for Tracked<F> {
+    fn drop(&mut self) {
+        // Runs when the task completes or is aborted (tokio drops the future either way).
+        registry().tracked.shard(&self.id).lock().remove(&self.id);
+        self.state.finished.inc();
+    }
+}
+
+// ---- hooks for plain tokio::spawn ----------------------------------------------------------
+
+thread_local! {
+    static SAVED_CHECK: Cell<u64> = const { Cell::new(0) };
+}
+
+pub(crate) fn hook_spawn(meta: &tokio::runtime::TaskMeta<'_>) {
+    if SPAWNING_TRACKED.try_with(Cell::get).unwrap_or(false) {
+        return; // tracked by `spawn` itself
+    }
+    let state = new_state(None, meta.spawned_at());
+    let id = meta.id();
+    registry().hooked.shard(&id).lock().insert(id, state);
+}
+
+pub(crate) fn hook_terminate(meta: &tokio::runtime::TaskMeta<'_>) {
+    let id = meta.id();
+    if let Some(state) = registry().hooked.shard(&id).lock().remove(&id) {
+        state.finished.inc();
+    }
+}
+
+pub(crate) fn hook_before_poll(meta: &tokio::runtime::TaskMeta<'_>) {
+    let id = meta.id();
+    let check = {
+        let shard = registry().hooked.shard(&id).lock();
+        let Some(state) = shard.get(&id) else { return };
+        state.last_poll_ns.store(clock_ns().max(1), Relaxed);
+        state.check
+    };
+    let prev = set_current_check(check);
+    let _ = SAVED_CHECK.try_with(|s| s.set(prev));
+}
+
+pub(crate) fn hook_after_poll(meta: &tokio::runtime::TaskMeta<'_>) {
+    let id = meta.id();
+    if registry().hooked.shard(&id).lock().contains_key(&id) {
+        set_current_check(SAVED_CHECK.try_with(Cell::get).unwrap_or(0));
+    }
+}
+
+/// Installs task tracking (and poll timing, see [`super::runtime`]) on a runtime builder, so
+/// plain `tokio::spawn` calls are tracked by spawn site.
+pub fn install_hooks(builder: &mut tokio::runtime::Builder) -> &mut tokio::runtime::Builder {
+    super::runtime::install_hooks(builder)
+}
+
+// ---- views ---------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Group {
+    label: String,
+    alive: i64,
+    suspects: i64,
+    oldest: Duration,
+}
+
+fn groups() -> Vec<Group> {
+    let now = Instant::now();
+    let now_ns = clock_ns();
+    let threshold = leak_threshold();
+    let mut by_key: HashMap<(bool, usize), Group> = HashMap::new();
+    for_each_task(|t| {
+        let g = by_key.entry(t.group_key()).or_insert_with(|| Group { label: t.label(), ..Group::default() });
+        g.alive += 1;
+        g.suspects += is_suspect(t, now, now_ns, threshold) as i64;
+        g.oldest = g.oldest.max(now.duration_since(t.spawned_at));
+    });
+    // Distinct sites with the same label (same name from several places) merge here.
+    let mut by_label: HashMap<String, Group> = HashMap::new();
+    for g in by_key.into_values() {
+        let e = by_label.entry(g.label.clone()).or_insert_with(|| Group { label: g.label.clone(), ..Group::default() });
+        e.alive += g.alive;
+        e.suspects += g.suspects;
+        e.oldest = e.oldest.max(g.oldest);
+    }
+    let mut v: Vec<Group> = by_label.into_values().collect();
+    v.sort_by(|a, b| b.alive.cmp(&a.alive).then(a.label.cmp(&b.label)));
+    v
+}
+
+#[derive(Debug)]
+pub(crate) struct TaskCollector;
+
+impl Collector for TaskCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let groups = groups();
+        if groups.is_empty() {
+            return Ok(());
+        }
+        for (spec, pick) in [(&TASKS_ALIVE, 0), (&TASK_LEAK_SUSPECTS, 1), (&TASK_OLDEST, 2)] {
+            let mut m = describe(&mut enc, spec)?;
+            for g in &groups {
+                let labels = [("task", g.label.as_str())];
+                let mut s = m.encode_family(&labels)?;
+                match pick {
+                    0 => s.encode_gauge(&g.alive)?,
+                    1 => s.encode_gauge(&g.suspects)?,
+                    _ => s.encode_gauge(&g.oldest.as_secs_f64())?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Live tasks of one label, for `/debug/tasks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskGroupReport {
+    pub task: String,
+    pub alive: i64,
+    pub leak_suspects: i64,
+    pub oldest_seconds: f64,
+}
+
+/// One live task, for `/debug/tasks`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskRow {
+    pub task: String,
+    pub site: String,
+    pub age_seconds: f64,
+    /// `None`: never polled.
+    pub since_last_poll_seconds: Option<f64>,
+}
+
+/// `/debug/tasks`: live tasks by label, and the oldest few.
+#[derive(Debug, Clone, Serialize)]
+pub struct TasksReport {
+    pub leak_threshold_seconds: f64,
+    pub by_task: Vec<TaskGroupReport>,
+    pub oldest: Vec<TaskRow>,
+}
+
+pub fn report(oldest: usize) -> TasksReport {
+    let by_task = groups()
+        .into_iter()
+        .map(|g| TaskGroupReport {
+            task: g.label,
+            alive: g.alive,
+            leak_suspects: g.suspects,
+            oldest_seconds: g.oldest.as_secs_f64(),
+        })
+        .collect();
+    let mut all: Vec<Arc<TaskState>> = Vec::new();
+    for_each_task(|t| all.push(t.clone()));
+    all.sort_by_key(|t| t.spawned_at);
+    let now = Instant::now();
+    let now_ns = clock_ns();
+    let oldest = all
+        .iter()
+        .take(oldest)
+        .map(|t| TaskRow {
+            task: t.label(),
+            site: site_label(t.site),
+            age_seconds: now.duration_since(t.spawned_at).as_secs_f64(),
+            since_last_poll_seconds: t.since_last_poll(now_ns).map(|d| d.as_secs_f64()),
+        })
+        .collect();
+    TasksReport { leak_threshold_seconds: leak_threshold().as_secs_f64(), by_task, oldest }
+}

@@ -1,0 +1,157 @@
+//! Task tracking and LeakCheck.
+
+use std::time::Duration;
+
+use pinchpoint::metrics::families;
+use pinchpoint::probe::task::{self, LeakCheck};
+
+#[tokio::test]
+async fn leak_check_reports_a_never_ending_task_with_its_name_and_site() {
+    let check = LeakCheck::start();
+    let line = line!() + 1;
+    let h = task::spawn("test.leaker", std::future::pending::<()>());
+    let err = check
+        .finish(Duration::from_millis(200))
+        .await
+        .expect_err("a pending task is a leak");
+    assert_eq!(err.tasks.len(), 1);
+    let t = &err.tasks[0];
+    assert_eq!(t.name, Some("test.leaker"));
+    assert_eq!(t.site, format!("{}:{}", file!(), line));
+    assert!(t.age >= Duration::from_millis(200));
+    let text = err.to_string();
+    assert!(text.contains("test.leaker") && text.contains(file!()), "{text}");
+    h.abort();
+    let _ = h.await;
+}
+
+#[tokio::test]
+async fn a_task_ending_late_but_before_the_deadline_is_not_a_leak() {
+    let check = LeakCheck::start();
+    task::spawn_tracked(async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    });
+    check.finish(Duration::from_secs(2)).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_task_ending_1_5s_after_finish_begins_passes_with_a_5s_deadline() {
+    let check = LeakCheck::start();
+    task::spawn("test.slow.shutdown", async {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    });
+    check.finish(Duration::from_secs(5)).await.unwrap();
+}
+
+#[tokio::test]
+async fn nested_spawns_inherit_the_check() {
+    let check = LeakCheck::start();
+    let outer = task::spawn("test.outer", async {
+        // spawned from inside a tracked task: same check
+        task::spawn("test.inner", std::future::pending::<()>())
+    });
+    let inner = outer.await.unwrap();
+    let err = check.finish(Duration::from_millis(50)).await.unwrap_err();
+    assert_eq!(err.tasks.len(), 1);
+    assert_eq!(err.tasks[0].name, Some("test.inner"));
+    inner.abort();
+}
+
+#[test]
+fn two_concurrent_checks_do_not_blame_each_other() {
+    let leaky = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let check = LeakCheck::start();
+            let h = task::spawn("test.parallel.leak", std::future::pending::<()>());
+            let r = check.finish(Duration::from_millis(500)).await;
+            h.abort();
+            r
+        })
+    });
+    let clean = std::thread::spawn(|| {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let check = LeakCheck::start();
+            task::spawn("test.parallel.clean", async {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            });
+            check.finish(Duration::from_secs(2)).await
+        })
+    });
+    let leaky = leaky.join().unwrap().unwrap_err();
+    assert!(leaky
+        .tasks
+        .iter()
+        .all(|t| t.name == Some("test.parallel.leak")));
+    clean.join().unwrap().expect("the clean check must not see the other's leak");
+}
+
+#[test]
+fn runtime_hooks_track_plain_tokio_spawn_by_site() {
+    let rt = pinchpoint::probe::runtime::builder_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        pinchpoint::probe::runtime::register_current();
+        let check = LeakCheck::start();
+        let line = line!() + 1;
+        let h = tokio::spawn(std::future::pending::<()>());
+        // let it be polled once
+        tokio::task::yield_now().await;
+        let err = check.finish(Duration::from_millis(50)).await.unwrap_err();
+        assert_eq!(err.tasks.len(), 1);
+        assert_eq!(err.tasks[0].site, format!("{}:{}", file!(), line));
+        assert!(err.tasks[0].since_last_poll.is_some());
+        // tracked spawns are not double counted by the hook
+        let label = format!("{}:{}", file!(), line);
+        assert_eq!(families().tasks_spawned.get([&label]).get(), 1);
+        let t = task::spawn("test.hooked.named", async {});
+        t.await.unwrap();
+        assert_eq!(families().tasks_spawned.get(["test.hooked.named"]).get(), 1);
+        let text = pinchpoint::metrics::encode();
+        assert!(text.contains("pinchpoint_runtime_poll_seconds_count"), "poll histogram");
+        assert!(text.contains("pinchpoint_runtime_workers 1"));
+        assert!(text.contains(&format!("pinchpoint_tasks_alive{{task=\"{label}\"}} 1")));
+        h.abort();
+    });
+}
+
+#[tokio::test]
+async fn finished_tasks_leave_the_registry_and_counters_balance() {
+    for _ in 0..100 {
+        task::spawn("test.balance", async {}).await.unwrap();
+    }
+    let f = families();
+    assert_eq!(f.tasks_spawned.get(["test.balance"]).get(), 100);
+    assert_eq!(f.tasks_finished.get(["test.balance"]).get(), 100);
+    let report = task::report(5);
+    assert!(!report.by_task.iter().any(|g| g.task == "test.balance"));
+}
+
+#[tokio::test]
+async fn leak_suspects_follow_the_threshold() {
+    // Only this test changes the threshold; other tests' tasks are short-lived.
+    let h = task::spawn("test.suspect", std::future::pending::<()>());
+    tokio::task::yield_now().await;
+    task::set_leak_threshold(Duration::from_millis(10));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let report = task::report(50);
+    task::set_leak_threshold(Duration::from_secs(60));
+    let g = report
+        .by_task
+        .iter()
+        .find(|g| g.task == "test.suspect")
+        .expect("listed");
+    assert_eq!((g.alive, g.leak_suspects), (1, 1));
+    assert!(g.oldest_seconds >= 0.03);
+    h.abort();
+}
