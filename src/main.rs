@@ -7,10 +7,14 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use pinchpoint::counter::balance::Balance;
+use pinchpoint::counter::breaker::BreakerConfig;
 use pinchpoint::counter::client_pool::ServicePoolConfig;
 use pinchpoint::counter::model::Key;
 use pinchpoint::counter::process::{self, AdminConfig, GatewayConfig, MonolithConfig, ServiceConfig, StoreConfig};
+use pinchpoint::counter::retry::RetryPolicy;
 use pinchpoint::counter::store::{LockMode, StoreSpec};
+use pinchpoint::counter::write_buffer::WriteBufferConfig;
 use pinchpoint::shutdown::Shutdown;
 
 #[derive(Parser)]
@@ -83,6 +87,12 @@ struct ServiceArgs {
     /// Cap on concurrent HTTP/2 streams per client connection.
     #[arg(long)]
     max_streams: Option<u32>,
+    /// Fault injection: every Nth increment call answers UNAVAILABLE after applying.
+    #[arg(long, value_name = "EVERY", help_heading = "Fault injection")]
+    fault_after_apply: Option<u64>,
+    /// Fault injection: answer each increment call this much later (a slow service).
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Fault injection")]
+    fault_delay: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -110,6 +120,42 @@ struct GatewayArgs {
     /// Connect and per-call deadline.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
+    /// How calls are spread over the services.
+    #[arg(long, default_value = "round-robin", value_name = "round-robin|p2c|least-loaded|hash")]
+    balance: Balance,
+    /// Retries of a failed call (safe: each increment carries a request id applied once).
+    #[arg(long, default_value_t = 3)]
+    retries: u32,
+    /// Consecutive failures that open a service's circuit breaker.
+    #[arg(long, default_value_t = 5)]
+    breaker_threshold: u32,
+    /// How long an open breaker fails fast before letting a probe call through.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    breaker_cooldown: Duration,
+    /// How often each service's gRPC health is checked.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    health_interval: Duration,
+    /// Group concurrent increments into one BatchIncrement per channel (group commit).
+    #[arg(long)]
+    coalesce: bool,
+    /// Serve reads from a local cache for this long (e.g. 500ms).
+    #[arg(long, value_parser = parse_duration)]
+    cache_ttl: Option<Duration>,
+    /// Most entries the read cache holds.
+    #[arg(long, default_value_t = 100_000)]
+    cache_capacity: usize,
+    /// Answer async batches with 202 at once and flush them in the background.
+    #[arg(long)]
+    write_buffer: bool,
+    /// Workers sending write-buffer flushes.
+    #[arg(long, default_value_t = 4)]
+    flush_workers: usize,
+    /// Merged operations the write buffer holds before it answers 503.
+    #[arg(long, default_value_t = 100_000)]
+    write_buffer_capacity: usize,
+    /// Requests per second allowed per client (x-client-id header, else peer IP); 429 above.
+    #[arg(long, value_name = "PER_SEC")]
+    rate_limit: Option<f64>,
 }
 
 #[derive(Args)]
@@ -157,6 +203,12 @@ fn parse_seed(s: &str) -> Result<(Key, i64), String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Gateway(a) = &cli.command {
+        if a.rate_limit.is_some_and(|r| !(r > 0.0 && r.is_finite())) {
+            eprintln!("pinchpoint: --rate-limit must be a positive number of requests per second");
+            return ExitCode::from(2);
+        }
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
@@ -183,6 +235,8 @@ async fn run(cli: Cli) -> ExitCode {
                 admin: AdminConfig { addr: a.admin, token: a.admin_args.admin_token },
                 store: a.store.config(),
                 max_streams: a.max_streams,
+                fail_after_apply_every: a.fault_after_apply,
+                delay_after_apply: a.fault_delay,
             };
             process::run_service(config, shutdown).await
         }
@@ -196,7 +250,18 @@ async fn run(cli: Cli) -> ExitCode {
                     streams_per_channel: a.streams_per_channel,
                     dial_per_request: a.dial_per_request,
                     timeout: a.timeout,
+                    balance: a.balance,
+                    retry: RetryPolicy { max_retries: a.retries, ..RetryPolicy::default() },
+                    breaker: BreakerConfig { threshold: a.breaker_threshold.max(1), cooldown: a.breaker_cooldown },
+                    health_interval: a.health_interval,
+                    coalesce: a.coalesce,
                 },
+                cache_ttl: a.cache_ttl,
+                cache_capacity: a.cache_capacity,
+                write_buffer: a
+                    .write_buffer
+                    .then(|| WriteBufferConfig { flush_workers: a.flush_workers, capacity: a.write_buffer_capacity }),
+                rate_limit: a.rate_limit,
             };
             process::run_gateway(config, shutdown).await
         }

@@ -57,10 +57,8 @@ fn held_lock_records_one_contended_acquisition_with_its_wait() {
     assert!(f.lock_wait_total.get(l).value() >= 0.040);
     assert_eq!(waiters.get(), 0);
 
-    let samples: Vec<_> = contention::samples_since(since)
-        .into_iter()
-        .filter(|s| &*s.resource == "lock:test.contended")
-        .collect();
+    let samples: Vec<_> =
+        contention::samples_since(since).into_iter().filter(|s| &*s.resource == "lock:test.contended").collect();
     assert_eq!(samples.len(), 1);
     let s = &samples[0];
     assert!(s.wait >= Duration::from_millis(40));
@@ -69,10 +67,7 @@ fn held_lock_records_one_contended_acquisition_with_its_wait() {
     assert!(holder_site.file().ends_with("probe_locks.rs"), "{holder_site}");
     assert!(s.waiter.is_some());
     let frames = s.frames();
-    assert!(
-        frames.iter().any(|f| f.contains("probe_locks")),
-        "waiter stack should show the test: {frames:?}"
-    );
+    assert!(frames.iter().any(|f| f.contains("probe_locks")), "waiter stack should show the test: {frames:?}");
 
     let report = pinchpoint::probe::lock::report();
     let row = report.iter().find(|r| r.lock == name).expect("in report");

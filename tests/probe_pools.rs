@@ -45,9 +45,7 @@ async fn pool_of_two_with_three_acquirers_records_a_wait() {
     assert_eq!(sem.probe().in_use(), 0);
     assert_eq!(sem.probe().waiters(), 0);
     assert_eq!(f.pool_max_size.get([name]).get(), 2);
-    assert!(contention::samples_since(since)
-        .iter()
-        .any(|s| &*s.resource == "pool:test.sem"));
+    assert!(contention::samples_since(since).iter().any(|s| &*s.resource == "pool:test.sem"));
     let rows = pinchpoint::probe::pool::report();
     let row = rows.iter().find(|r| r.pool == name).unwrap();
     assert_eq!(row.acquired_after_wait, 1);
@@ -60,9 +58,7 @@ async fn timeout_and_cancelled_acquisitions_count_as_timeout() {
     let _held = sem.acquire().await.unwrap();
     assert!(sem.acquire_timeout(Duration::from_millis(20)).await.is_none());
     // Cancelling a pending acquire (caller's own timeout) also counts as timeout.
-    assert!(tokio::time::timeout(Duration::from_millis(5), sem.acquire())
-        .await
-        .is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(5), sem.acquire()).await.is_err());
     let f = families();
     assert_eq!(f.pool_acquire.get([name, "timeout"]).get(), 2);
     assert_eq!(sem.probe().waiters(), 0);
@@ -126,10 +122,7 @@ async fn worker_pool_rejects_when_full_counts_panics_and_drains_on_shutdown() {
         .unwrap();
     }
     assert_eq!(pool.submit(async {}), Err(SubmitError::Full));
-    assert_eq!(
-        SubmitError::Full.to_string(),
-        "worker pool queue is full; job rejected"
-    );
+    assert_eq!(SubmitError::Full.to_string(), "worker pool queue is full; job rejected");
     let f = families();
     assert_eq!(f.worker_queue_depth.get([name]).get(), 2);
     release_tx.send(()).unwrap();

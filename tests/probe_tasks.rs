@@ -10,10 +10,7 @@ async fn leak_check_reports_a_never_ending_task_with_its_name_and_site() {
     let check = LeakCheck::start();
     let line = line!() + 1;
     let h = task::spawn("test.leaker", std::future::pending::<()>());
-    let err = check
-        .finish(Duration::from_millis(200))
-        .await
-        .expect_err("a pending task is a leak");
+    let err = check.finish(Duration::from_millis(200)).await.expect_err("a pending task is a leak");
     assert_eq!(err.tasks.len(), 1);
     let t = &err.tasks[0];
     assert_eq!(t.name, Some("test.leaker"));
@@ -48,9 +45,10 @@ async fn nested_spawns_inherit_the_check() {
     let check = LeakCheck::start();
     let outer = task::spawn("test.outer", async {
         // spawned from inside a tracked task: same check
-        task::spawn("test.inner", std::future::pending::<()>())
+        let inner = task::spawn("test.inner", std::future::pending::<()>());
+        Some(inner)
     });
-    let inner = outer.await.unwrap();
+    let inner = outer.await.unwrap().unwrap();
     let err = check.finish(Duration::from_millis(50)).await.unwrap_err();
     assert_eq!(err.tasks.len(), 1);
     assert_eq!(err.tasks[0].name, Some("test.inner"));
@@ -60,11 +58,7 @@ async fn nested_spawns_inherit_the_check() {
 #[test]
 fn two_concurrent_checks_do_not_blame_each_other() {
     let leaky = std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         rt.block_on(async {
             let check = LeakCheck::start();
             let h = task::spawn("test.parallel.leak", std::future::pending::<()>());
@@ -74,11 +68,7 @@ fn two_concurrent_checks_do_not_blame_each_other() {
         })
     });
     let clean = std::thread::spawn(|| {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
         rt.block_on(async {
             let check = LeakCheck::start();
             task::spawn("test.parallel.clean", async {
@@ -88,18 +78,13 @@ fn two_concurrent_checks_do_not_blame_each_other() {
         })
     });
     let leaky = leaky.join().unwrap().unwrap_err();
-    assert!(leaky
-        .tasks
-        .iter()
-        .all(|t| t.name == Some("test.parallel.leak")));
+    assert!(leaky.tasks.iter().all(|t| t.name == Some("test.parallel.leak")));
     clean.join().unwrap().expect("the clean check must not see the other's leak");
 }
 
 #[test]
 fn runtime_hooks_track_plain_tokio_spawn_by_site() {
-    let rt = pinchpoint::probe::runtime::builder_current_thread()
-        .build()
-        .unwrap();
+    let rt = pinchpoint::probe::runtime::builder_current_thread().build().unwrap();
     rt.block_on(async {
         pinchpoint::probe::runtime::register_current();
         let check = LeakCheck::start();
@@ -146,11 +131,7 @@ async fn leak_suspects_follow_the_threshold() {
     tokio::time::sleep(Duration::from_millis(30)).await;
     let report = task::report(50);
     task::set_leak_threshold(Duration::from_secs(60));
-    let g = report
-        .by_task
-        .iter()
-        .find(|g| g.task == "test.suspect")
-        .expect("listed");
+    let g = report.by_task.iter().find(|g| g.task == "test.suspect").expect("listed");
     assert_eq!((g.alive, g.leak_suspects), (1, 1));
     assert!(g.oldest_seconds >= 0.03);
     h.abort();

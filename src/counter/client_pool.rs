@@ -1,34 +1,48 @@
-//! The gateway's way to the counter service: a pool of gRPC channels, or — with
-//! `--dial-per-request` — a fresh connection for every request (the field report's
-//! 738-QPS design, kept so the lab can show what it costs).
+//! The gateway's way to the counter services: one or more instances, each with a pool of
+//! gRPC channels, a circuit breaker and a health flag; a balancer choosing between them;
+//! retries with backoff. With `--dial-per-request` every call opens a fresh connection
+//! and closes it after (the field report's 738-QPS design, kept so the lab can show what it
+//! costs).
 //!
-//! Each pooled channel is its own HTTP/2 connection. A semaphore bounds the calls in
-//! flight to `pool_size × streams_per_channel`, so when the pool is too small callers
-//! wait *here*, where `pinchpoint_pool_*{pool="rpc"}` can see it, instead of inside h2.
+//! A semaphore bounds the calls in flight to `channels × streams_per_channel`, so when the
+//! pool is too small callers wait *here*, where `pinchpoint_pool_*{pool="rpc"}` sees it,
+//! instead of invisibly inside h2.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::counter::instrument::red;
-use crate::counter::instrument::PoolProbe;
+use crate::counter::balance::{self, Balance, Candidate};
+use crate::counter::breaker::{Breaker, BreakerConfig};
+use crate::counter::coalesce::Lane;
 use crate::counter::model::{CounterError, Key, Op};
 use crate::counter::proto::{self, counter_service_client::CounterServiceClient};
+use crate::counter::retry::{retriable, RetryPolicy};
+use crate::metrics::red;
+use crate::probe::pool::PoolProbe;
 
 #[derive(Debug, Clone)]
 pub struct ServicePoolConfig {
     /// One or more `http://host:port` URLs of counter services.
     pub urls: Vec<String>,
-    /// Channels (connections) per service URL.
+    /// Channels (HTTP/2 connections) per service URL.
     pub pool_size: usize,
     /// Calls allowed in flight on one channel before callers queue.
     pub streams_per_channel: usize,
     pub dial_per_request: bool,
-    /// Deadline for connecting and for each call.
+    /// Deadline for connecting and for each call attempt.
     pub timeout: Duration,
+    pub balance: Balance,
+    pub retry: RetryPolicy,
+    pub breaker: BreakerConfig,
+    /// How often each instance's gRPC health is checked.
+    pub health_interval: Duration,
+    /// Group concurrent increments into one BatchIncrement per channel (group commit).
+    pub coalesce: bool,
 }
 
 impl Default for ServicePoolConfig {
@@ -39,185 +53,367 @@ impl Default for ServicePoolConfig {
             streams_per_channel: 100,
             dial_per_request: false,
             timeout: Duration::from_secs(5),
+            balance: Balance::RoundRobin,
+            retry: RetryPolicy::default(),
+            breaker: BreakerConfig::default(),
+            health_interval: Duration::from_secs(1),
+            coalesce: false,
         }
+    }
+}
+
+/// One counter service process as the gateway sees it.
+pub struct Instance {
+    url: String,
+    endpoint: Endpoint,
+    channels: Vec<Channel>,
+    next_channel: AtomicUsize,
+    in_flight: AtomicUsize,
+    healthy: AtomicBool,
+    breaker: Breaker,
+    lanes: Vec<Lane>,
+    next_lane: AtomicUsize,
+}
+
+impl Candidate for Instance {
+    fn available(&self) -> bool {
+        self.healthy.load(Ordering::Relaxed) && !self.breaker.is_open()
+    }
+    fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+    fn id(&self) -> &str {
+        &self.url
     }
 }
 
 pub struct ServicePool {
-    endpoints: Vec<Endpoint>,
-    channels: Vec<Channel>,
-    next: AtomicUsize,
-    dial_per_request: bool,
+    instances: Vec<Instance>,
+    turn: AtomicUsize,
+    config: ServicePoolConfig,
     slots: Arc<Semaphore>,
-    timeout: Duration,
     probe: PoolProbe,
 }
 
-/// A client for one call, holding its in-flight slot until dropped.
-struct Checkout {
-    client: CounterServiceClient<Channel>,
-    dialed: bool,
-    _slot: tokio::sync::OwnedSemaphorePermit,
-    _in_use: crate::counter::instrument::InUse,
-}
+type Client = CounterServiceClient<Channel>;
 
 impl ServicePool {
-    /// Builds the pool. Channels connect lazily, so a gateway starts even when the service
-    /// is not up yet; `/health` tells whether it is.
-    pub fn new(config: ServicePoolConfig) -> Result<Self, String> {
+    /// Builds the pool. Channels connect lazily; [`ServicePool::warm_up`] connects them.
+    pub fn new(config: ServicePoolConfig) -> Result<Arc<Self>, String> {
         if config.urls.is_empty() {
             return Err("at least one --service URL is needed".into());
         }
-        let endpoints = config
-            .urls
-            .iter()
-            .map(|u| {
-                Endpoint::from_shared(u.clone())
-                    .map_err(|e| format!("bad --service URL {u:?}: {e} (expected http://HOST:PORT)"))
-                    .map(|e| e.connect_timeout(config.timeout).timeout(config.timeout).tcp_nodelay(true))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
         let pool_size = config.pool_size.max(1);
-        let channels = if config.dial_per_request {
-            Vec::new()
-        } else {
-            (0..pool_size).flat_map(|_| endpoints.iter().map(|e| e.connect_lazy())).collect()
-        };
-        let connections = if config.dial_per_request { pool_size } else { channels.len() };
-        let max_in_flight = connections * config.streams_per_channel.max(1);
+        let mut instances = Vec::new();
+        for url in &config.urls {
+            let endpoint = Endpoint::from_shared(url.clone())
+                .map_err(|e| format!("bad --service URL {url:?}: {e} (expected http://HOST:PORT)"))?
+                .connect_timeout(config.timeout)
+                .timeout(config.timeout)
+                .tcp_nodelay(true)
+                .http2_keep_alive_interval(Duration::from_secs(30))
+                .keep_alive_timeout(Duration::from_secs(10))
+                .keep_alive_while_idle(true);
+            let channels = if config.dial_per_request {
+                Vec::new()
+            } else {
+                (0..pool_size).map(|_| endpoint.connect_lazy()).collect()
+            };
+            instances.push(Instance {
+                url: url.clone(),
+                endpoint,
+                channels,
+                next_channel: AtomicUsize::new(0),
+                in_flight: AtomicUsize::new(0),
+                healthy: AtomicBool::new(true),
+                breaker: Breaker::new(url, config.breaker),
+                lanes: if config.coalesce { (0..pool_size).map(|_| Lane::default()).collect() } else { Vec::new() },
+                next_lane: AtomicUsize::new(0),
+            });
+        }
+        let max_in_flight = instances.len() * pool_size * config.streams_per_channel.max(1);
         let probe = PoolProbe::new("rpc", max_in_flight);
-        Ok(ServicePool {
-            endpoints,
-            channels,
-            next: AtomicUsize::new(0),
-            dial_per_request: config.dial_per_request,
+        if !config.dial_per_request {
+            probe.set_size(instances.len() * pool_size);
+        }
+        Ok(Arc::new(ServicePool {
+            instances,
+            turn: AtomicUsize::new(0),
             slots: Arc::new(Semaphore::new(max_in_flight)),
-            timeout: config.timeout,
             probe,
-        })
+            config,
+        }))
     }
 
-    async fn checkout(&self) -> Result<Checkout, CounterError> {
+    pub fn config(&self) -> &ServicePoolConfig {
+        &self.config
+    }
+
+    /// Connects every channel and checks every instance's health, at most `timeout` long;
+    /// returns (healthy channels, all channels).
+    pub async fn warm_up(&self) -> (usize, usize) {
+        let mut checks = Vec::new();
+        for inst in &self.instances {
+            let channels: Vec<Option<Channel>> =
+                if inst.channels.is_empty() { vec![None] } else { inst.channels.iter().cloned().map(Some).collect() };
+            for ch in channels {
+                checks.push(async move { (inst, self.check_health(inst, ch).await) });
+            }
+        }
+        let results = futures_util::future::join_all(checks).await;
+        let total = results.len();
+        let mut ok = 0;
+        for inst in &self.instances {
+            let mine: Vec<bool> =
+                results.iter().filter(|(i, _)| std::ptr::eq(*i, inst)).map(|(_, healthy)| *healthy).collect();
+            inst.healthy.store(mine.iter().any(|h| *h), Ordering::Relaxed);
+            ok += mine.iter().filter(|h| **h).count();
+        }
+        (ok, total)
+    }
+
+    async fn check_health(&self, inst: &Instance, channel: Option<Channel>) -> bool {
+        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
+        let deadline = self.config.timeout.min(Duration::from_secs(2));
+        let check = async {
+            let channel = match channel {
+                Some(c) => c,
+                None => inst.endpoint.connect().await.ok()?,
+            };
+            let resp = HealthClient::new(channel).check(HealthCheckRequest { service: String::new() }).await.ok()?;
+            Some(resp.into_inner().status == ServingStatus::Serving as i32)
+        };
+        matches!(tokio::time::timeout(deadline, check).await, Ok(Some(true)))
+    }
+
+    /// Checks each instance every `health_interval` until `stop` resolves: an instance that
+    /// fails leaves the rotation, and comes back when it answers again.
+    pub fn spawn_health_checks(self: &Arc<Self>, stop: impl Future<Output = ()> + Send + 'static) {
+        let pool = self.clone();
+        crate::probe::task::spawn("gateway.health_check", async move {
+            tokio::pin!(stop);
+            let mut tick = tokio::time::interval(pool.config.health_interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut stop => return,
+                    _ = tick.tick() => {}
+                }
+                for inst in &pool.instances {
+                    let healthy = pool.check_health(inst, inst.channels.first().cloned()).await;
+                    if inst.healthy.swap(healthy, Ordering::Relaxed) != healthy {
+                        if healthy {
+                            tracing::info!(service = %inst.url, "service answers its health check again: back in rotation");
+                        } else {
+                            tracing::warn!(service = %inst.url, "service fails its health check: out of rotation");
+                        }
+                    }
+                }
+            }
+        });
+    }
+
+    /// True when at least one instance is in rotation and answers its health check now.
+    pub async fn healthy(&self) -> bool {
+        for inst in &self.instances {
+            if self.check_health(inst, inst.channels.first().cloned()).await {
+                return true;
+            }
+        }
+        false
+    }
+
+    fn no_instance(&self) -> CounterError {
+        let open = self.instances.iter().filter(|i| i.breaker.is_open()).count();
+        let down = self.instances.iter().filter(|i| !i.healthy.load(Ordering::Relaxed)).count();
+        CounterError::Unavailable(format!(
+            "no counter service available ({} configured: {down} failing health checks, {open} with an open circuit breaker)",
+            self.instances.len()
+        ))
+    }
+
+    /// Picks an instance for a call on `key`, preferring one other than `avoid`.
+    pub(crate) fn pick(&self, key: Option<&str>, avoid: Option<usize>) -> Option<usize> {
+        let b = self.config.balance;
+        balance::pick(b, &self.instances, &self.turn, key, avoid)
+            .or_else(|| avoid.and_then(|_| balance::pick(b, &self.instances, &self.turn, key, None)))
+    }
+
+    /// Runs `rpc` against a balanced instance, retrying passing failures (with backoff, on
+    /// another instance when there is one). Safe because every increment carries a request
+    /// id the service applies at most once.
+    pub(crate) async fn call<T, F, Fut>(
+        &self,
+        method: &'static str,
+        key: Option<&str>,
+        rpc: F,
+    ) -> Result<T, CounterError>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
+        let mut avoid = None;
+        let mut last = None;
+        for attempt in 0..=self.config.retry.max_retries {
+            if attempt > 0 {
+                red::rpc_client_retry(method);
+                tokio::time::sleep(self.config.retry.backoff(attempt)).await;
+            }
+            let Some(i) = self.pick(key, avoid) else { return Err(self.no_instance()) };
+            let inst = &self.instances[i];
+            if !inst.breaker.allow() {
+                // Another caller holds the half-open probe: fail over or fail fast.
+                avoid = Some(i);
+                last.get_or_insert_with(|| self.no_instance());
+                continue;
+            }
+            let started = Instant::now();
+            let result = self.attempt(inst, &rpc).await;
+            let code = match &result {
+                Ok(_) => tonic::Code::Ok,
+                Err(s) => s.code(),
+            };
+            red::rpc_client(method, proto::code_label(code), started.elapsed());
+            match result {
+                Ok(v) => {
+                    inst.breaker.on_success();
+                    return Ok(v);
+                }
+                Err(status) if retriable(status.code()) => {
+                    inst.breaker.on_failure();
+                    avoid = Some(i);
+                    last = Some(proto::from_status(&status));
+                }
+                Err(status) => {
+                    // The service answered: it is up, the request was wrong.
+                    inst.breaker.on_success();
+                    return Err(proto::from_status(&status));
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| self.no_instance()))
+    }
+
+    async fn attempt<T, F, Fut>(&self, inst: &Instance, rpc: &F) -> Result<T, tonic::Status>
+    where
+        F: Fn(Client) -> Fut,
+        Fut: Future<Output = Result<T, tonic::Status>>,
+    {
         let acquiring = self.probe.acquire_started();
         let slot = match self.slots.clone().try_acquire_owned() {
-            Ok(s) => s,
-            Err(_) => match tokio::time::timeout(self.timeout, self.slots.clone().acquire_owned()).await {
-                Ok(Ok(s)) => s,
-                Ok(Err(_)) => {
-                    acquiring.failed();
-                    return Err(CounterError::Unavailable("gateway is shutting down".into()));
-                }
-                Err(_) => {
-                    acquiring.timed_out();
-                    return Err(CounterError::Unavailable(format!(
-                        "no free channel slot within {:?}: the rpc pool is saturated",
-                        self.timeout
-                    )));
-                }
+            Ok(s) => Ok(s),
+            Err(_) => match tokio::time::timeout(self.config.timeout, self.slots.clone().acquire_owned()).await {
+                Ok(s) => s.map_err(|_| tonic::Status::unavailable("gateway is shutting down")),
+                Err(_) => Err(tonic::Status::resource_exhausted(format!(
+                    "no free rpc slot within {:?}: the channel pool is saturated",
+                    self.config.timeout
+                ))),
             },
         };
-        let turn = self.next.fetch_add(1, Ordering::Relaxed);
-        let (channel, dialed) = if self.dial_per_request {
-            let endpoint = &self.endpoints[turn % self.endpoints.len()];
+        let slot = match slot {
+            Ok(s) => s,
+            Err(e) => {
+                if e.code() == tonic::Code::ResourceExhausted {
+                    acquiring.timed_out()
+                } else {
+                    acquiring.failed()
+                }
+                return Err(e);
+            }
+        };
+        let (channel, dialed) = if self.config.dial_per_request {
             let started = Instant::now();
-            match endpoint.connect().await {
+            match inst.endpoint.connect().await {
                 Ok(c) => {
                     self.probe.opened(started.elapsed());
                     (c, true)
                 }
                 Err(e) => {
                     acquiring.failed();
-                    return Err(CounterError::Unavailable(format!("cannot connect to {}: {e}", endpoint.uri())));
+                    return Err(tonic::Status::unavailable(format!("cannot connect to {}: {e}", inst.url)));
                 }
             }
         } else {
-            (self.channels[turn % self.channels.len()].clone(), false)
+            let n = inst.next_channel.fetch_add(1, Ordering::Relaxed);
+            (inst.channels[n % inst.channels.len()].clone(), false)
         };
-        Ok(Checkout { client: CounterServiceClient::new(channel), dialed, _slot: slot, _in_use: acquiring.acquired() })
-    }
-
-    fn finish<T>(
-        &self,
-        method: &'static str,
-        started: Instant,
-        checkout: Checkout,
-        r: Result<T, tonic::Status>,
-    ) -> Result<T, CounterError> {
-        if checkout.dialed {
-            // The connection closes when the client (its only channel) drops here.
+        let lease = acquiring.acquired();
+        inst.in_flight.fetch_add(1, Ordering::Relaxed);
+        let result = rpc(CounterServiceClient::new(channel)).await;
+        inst.in_flight.fetch_sub(1, Ordering::Relaxed);
+        drop(lease);
+        drop(slot);
+        if dialed {
+            // The connection closes as its only channel was just dropped with the client.
             self.probe.closed("per_request");
         }
-        drop(checkout);
-        let code = match &r {
-            Ok(_) => tonic::Code::Ok,
-            Err(s) => s.code(),
-        };
-        red::rpc_client(method, proto::code_label(code), started.elapsed());
-        r.map_err(|s| proto::from_status(&s))
+        result
     }
 
-    pub async fn increment(&self, op: &Op, request_id: &str) -> Result<i64, CounterError> {
-        let started = Instant::now();
-        let mut c = self.checkout().await?;
+    pub async fn increment(self: &Arc<Self>, op: &Op, request_id: &str) -> Result<i64, CounterError> {
+        if self.config.coalesce {
+            return crate::counter::coalesce::increment(self, op.clone(), request_id.to_string()).await;
+        }
         let req = proto::IncrementRequest {
             resource_id: op.key.resource_id.clone(),
             counter_type: op.key.counter_type.clone(),
             delta: op.delta,
             request_id: request_id.to_string(),
         };
-        let r = c.client.increment(req).await.map(|r| r.into_inner().value);
-        self.finish("Increment", started, c, r)
+        self.call("Increment", Some(&op.key.resource_id), |mut c| {
+            let req = req.clone();
+            async move { c.increment(req).await.map(|r| r.into_inner().value) }
+        })
+        .await
     }
 
-    pub async fn batch(&self, ops: &[Op], request_id: &str) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
-        let started = Instant::now();
-        let mut c = self.checkout().await?;
-        let req = proto::BatchIncrementRequest {
-            operations: ops.iter().map(proto::Operation::from).collect(),
-            request_id: request_id.to_string(),
-        };
-        let r = c.client.batch_increment(req).await.map(|r| r.into_inner().results);
-        let results = self.finish("BatchIncrement", started, c, r)?;
-        if results.len() != ops.len() {
+    /// One BatchIncrement; `ops` may carry their own request ids (see the proto).
+    pub async fn batch_ops(
+        &self,
+        operations: Vec<proto::Operation>,
+        request_id: &str,
+    ) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
+        let n = operations.len();
+        let key = operations.first().map(|o| o.resource_id.clone());
+        let req = proto::BatchIncrementRequest { operations, request_id: request_id.to_string() };
+        let results = self
+            .call("BatchIncrement", key.as_deref(), |mut c| {
+                let req = req.clone();
+                async move { c.batch_increment(req).await.map(|r| r.into_inner().results) }
+            })
+            .await?;
+        if results.len() != n {
             return Err(CounterError::Internal(format!(
-                "service answered {} results for {} operations",
-                results.len(),
-                ops.len()
+                "service answered {} results for {n} operations",
+                results.len()
             )));
         }
         Ok(results.iter().map(proto::OpResult::outcome).collect())
     }
 
-    pub async fn get(&self, key: &Key) -> Result<i64, CounterError> {
-        let started = Instant::now();
-        let mut c = self.checkout().await?;
-        let req = proto::GetRequest { resource_id: key.resource_id.clone(), counter_type: key.counter_type.clone() };
-        let r = c.client.get(req).await.map(|r| r.into_inner().value);
-        self.finish("Get", started, c, r)
+    pub async fn batch(&self, ops: &[Op], request_id: &str) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
+        self.batch_ops(ops.iter().map(proto::Operation::from).collect(), request_id).await
     }
 
-    /// True when at least one service answers its gRPC health check as SERVING.
-    pub async fn healthy(&self) -> bool {
-        use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-        let deadline = self.timeout.min(Duration::from_secs(2));
-        for (i, endpoint) in self.endpoints.iter().enumerate() {
-            let channel = if self.dial_per_request {
-                match tokio::time::timeout(deadline, endpoint.connect()).await {
-                    Ok(Ok(c)) => c,
-                    _ => continue,
-                }
-            } else {
-                self.channels[i].clone()
-            };
-            let mut client = HealthClient::new(channel);
-            let check = client.check(HealthCheckRequest { service: String::new() });
-            if let Ok(Ok(resp)) = tokio::time::timeout(deadline, check).await {
-                if resp.into_inner().status == ServingStatus::Serving as i32 {
-                    return true;
-                }
-            }
-        }
-        false
+    pub async fn get(&self, key: &Key) -> Result<i64, CounterError> {
+        let req = proto::GetRequest { resource_id: key.resource_id.clone(), counter_type: key.counter_type.clone() };
+        self.call("Get", Some(&key.resource_id), |mut c| {
+            let req = req.clone();
+            async move { c.get(req).await.map(|r| r.into_inner().value) }
+        })
+        .await
+    }
+
+    /// Picks the coalescing lane (instance index, lane index) for an increment on `key`.
+    pub(crate) fn lane_for(&self, key: &str) -> Option<(usize, usize)> {
+        let i = self.pick(Some(key), None)?;
+        let inst = &self.instances[i];
+        let n = inst.next_lane.fetch_add(1, Ordering::Relaxed);
+        Some((i, n % inst.lanes.len().max(1)))
+    }
+
+    pub(crate) fn lane(&self, (instance, lane): (usize, usize)) -> &Lane {
+        &self.instances[instance].lanes[lane]
     }
 
     /// Refuses new calls; calls already holding a slot finish normally.

@@ -14,45 +14,46 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::counter::client_pool::ServicePool;
-use crate::counter::instrument::red;
+use crate::counter::gateway::Gateway;
+use crate::counter::limiter::{Decision, RateLimiter};
 use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key, Op, MAX_BODY_BYTES};
 use crate::counter::store::Store;
+use crate::metrics::red;
 
 /// Where the HTTP API sends its work.
 pub enum Backend {
     /// The monolith: the store lives in this process.
     Local(Arc<Store>),
     /// The gateway: the store is behind the counter service.
-    Remote(Arc<ServicePool>),
+    Remote(Arc<Gateway>),
 }
 
 impl Backend {
     async fn increment(&self, op: &Op, request_id: &str) -> Result<i64, CounterError> {
         match self {
             Backend::Local(s) => s.increment(op, ApplyId { request_id, index: 0 }).await,
-            Backend::Remote(p) => p.increment(op, request_id).await,
+            Backend::Remote(g) => g.increment(op, request_id).await,
         }
     }
 
     async fn batch(&self, ops: &[Op], request_id: &str) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
         match self {
-            Backend::Local(s) => s.batch(ops, request_id).await,
-            Backend::Remote(p) => p.batch(ops, request_id).await,
+            Backend::Local(s) => s.batch(ops, &ApplyId::for_batch(request_id, ops.len())).await,
+            Backend::Remote(g) => g.batch(ops, request_id).await,
         }
     }
 
     async fn get(&self, key: &Key) -> Result<i64, CounterError> {
         match self {
             Backend::Local(s) => s.get(key).await,
-            Backend::Remote(p) => p.get(key).await,
+            Backend::Remote(g) => g.get(key).await,
         }
     }
 
     async fn healthy(&self) -> bool {
         match self {
             Backend::Local(_) => true,
-            Backend::Remote(p) => p.healthy().await,
+            Backend::Remote(g) => g.pool.healthy().await,
         }
     }
 }
@@ -118,15 +119,43 @@ struct CounterValue {
 
 type AppState = Arc<Backend>;
 
-pub fn router(backend: Backend) -> Router {
-    Router::new()
+/// The API's routes; with a limiter, every route but `/health` is rate limited.
+pub fn router(backend: Backend, limiter: Option<Arc<RateLimiter>>) -> Router {
+    let mut api = Router::new()
         .route("/api/v1/counter/increment", post(increment))
         .route("/api/v1/counter/batch-increment", post(batch_increment))
-        .route("/api/v1/counter/{resource_id}/{counter_type}", get(read_counter))
-        .route("/health", get(health))
+        .route("/api/v1/counter/{resource_id}/{counter_type}", get(read_counter));
+    if let Some(limiter) = limiter {
+        api = api.layer(middleware::from_fn_with_state(limiter, rate_limit));
+    }
+    api.route("/health", get(health))
         .fallback(not_found)
         .layer(middleware::from_fn(record_red_metrics))
         .with_state(Arc::new(backend))
+}
+
+/// 429 with `Retry-After` for a client over its rate. The client is `x-client-id` when
+/// sent, else the peer IP.
+async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, req: Request, next: Next) -> Response {
+    let peer = req.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
+    let client = match req.headers().get("x-client-id").and_then(|v| v.to_str().ok()) {
+        Some(id) => id.chars().take(128).collect::<String>(),
+        None => peer.map(|ip| ip.to_string()).unwrap_or_else(|| "unknown".into()),
+    };
+    match limiter.check(&client) {
+        Decision::Allowed => next.run(req).await,
+        Decision::Limited(after) => {
+            let secs = after.as_secs_f64().ceil().max(1.0) as u64;
+            let mut resp = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("client {client:?} is over the rate limit; retry after {secs} s"),
+            )
+            .into_response();
+            resp.headers_mut().insert("retry-after", HeaderValue::from(secs));
+            resp
+        }
+    }
 }
 
 /// `http_requests_total` and `http_request_duration_seconds` by route template (never
@@ -145,16 +174,39 @@ async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route; see DESIGN.md's HTTP API")
 }
 
+/// How much of an oversized body is read and thrown away so the client, still sending,
+/// gets the 413 instead of a reset connection. Beyond it the connection is just closed.
+const OVERSIZE_DRAIN: usize = 8 << 20;
+
 /// Reads the body with the 1 MiB cap and parses it, telling malformed JSON apart from
 /// well-formed JSON of the wrong shape.
 async fn parse_body<T: serde::de::DeserializeOwned>(body: Body) -> Result<T, ApiError> {
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|_| {
+    use http_body_util::BodyExt;
+    let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "payload_too_large",
             format!("request body is over the {MAX_BODY_BYTES}-byte limit"),
         )
-    })?;
+    };
+    let mut body = body;
+    let mut bytes = Vec::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame =
+            frame.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", format!("reading body: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= MAX_BODY_BYTES {
+                bytes.extend_from_slice(&data);
+            } else if seen > MAX_BODY_BYTES + OVERSIZE_DRAIN {
+                break;
+            }
+        }
+    }
+    if seen > MAX_BODY_BYTES {
+        return Err(too_large());
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         use serde_json::error::Category;
         let code = match e.classify() {
@@ -204,9 +256,17 @@ async fn batch_increment(
     check_batch_len(batch.operations.len())?;
     // Every operation is validated before any is applied: a bad batch changes nothing.
     let ops = batch.operations.into_iter().map(IncrementBody::into_op).collect::<Result<Vec<_>, _>>()?;
+    if batch.asynchronous {
+        if let Backend::Remote(gateway) = &*backend {
+            if let Some(accepted) = gateway.accept_async(&ops) {
+                let response = (StatusCode::ACCEPTED, Json(json!({"accepted": accepted?}))).into_response();
+                return Ok(with_request_id(response, &id));
+            }
+        }
+    }
     let outcomes = backend.batch(&ops, &id).await?;
     if batch.asynchronous {
-        // Without a write buffer the batch is applied before answering; 202 still means
+        // Without a write buffer the batch was applied before answering; 202 still means
         // "accepted", and nothing accepted can be lost.
         let response = (StatusCode::ACCEPTED, Json(json!({"accepted": ops.len()}))).into_response();
         return Ok(with_request_id(response, &id));

@@ -70,6 +70,13 @@ pub struct ApplyId<'a> {
     pub index: u32,
 }
 
+impl<'a> ApplyId<'a> {
+    /// The ids of a batch's operations when they share the batch's request id.
+    pub fn for_batch(request_id: &'a str, n: usize) -> Vec<ApplyId<'a>> {
+        (0..n).map(|i| ApplyId { request_id, index: i as u32 }).collect()
+    }
+}
+
 pub fn check_delta(delta: i64) -> Result<(), CounterError> {
     if delta == 0 {
         return Err(CounterError::invalid("delta must be a non-zero integer"));

@@ -8,15 +8,20 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+use crate::admin::{self, AdminOptions};
+use crate::counter::cache::ReadCache;
 use crate::counter::client_pool::{ServicePool, ServicePoolConfig};
+use crate::counter::gateway::Gateway;
 use crate::counter::http_api::{self, Backend};
+use crate::counter::limiter::RateLimiter;
 use crate::counter::model::Key;
 use crate::counter::service::{self, ServeOptions};
 use crate::counter::store::{LockMode, MemoryConfig, MemoryStore, RedisConfig, RedisStore, Store, StoreSpec};
+use crate::counter::write_buffer::{WriteBuffer, WriteBufferConfig};
 use crate::shutdown::{Shutdown, DRAIN_DEADLINE};
 
 /// Why a process could not start. The CLI prints it on one line and exits 2.
@@ -66,6 +71,10 @@ pub struct ServiceConfig {
     pub admin: AdminConfig,
     pub store: StoreConfig,
     pub max_streams: Option<u32>,
+    /// Fault injection: every Nth increment call fails after applying.
+    pub fail_after_apply_every: Option<u64>,
+    /// Fault injection: each increment call is answered this much later.
+    pub delay_after_apply: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +82,13 @@ pub struct GatewayConfig {
     pub listen: SocketAddr,
     pub admin: AdminConfig,
     pub pool: ServicePoolConfig,
+    /// Serve GETs from a local cache for this long (`--cache-ttl`).
+    pub cache_ttl: Option<Duration>,
+    pub cache_capacity: usize,
+    /// Answer async batches at once and flush them in the background (`--write-buffer`).
+    pub write_buffer: Option<WriteBufferConfig>,
+    /// Requests per second per client (`--rate-limit`).
+    pub rate_limit: Option<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,7 +113,7 @@ async fn bind_admin(role: &str, config: &AdminConfig) -> Result<(TcpListener, ax
         return Err(StartError::AdminNeedsToken(config.addr));
     }
     let listener = bind(role, "admin", config.addr).await?;
-    Ok((listener, crate::counter::instrument::admin_router(config.token.clone())))
+    Ok((listener, admin::router(AdminOptions { bearer_token: config.token.clone() })))
 }
 
 async fn open_store(config: &StoreConfig) -> Result<Arc<Store>, StartError> {
@@ -134,12 +150,12 @@ fn spawn_http(listener: TcpListener, router: axum::Router, shutdown: &Shutdown) 
     })
 }
 
-/// Waits for shutdown, then for the servers to drain, at most [`DRAIN_DEADLINE`].
-async fn drain(shutdown: &Shutdown, servers: Vec<tokio::task::JoinHandle<()>>) {
+/// Waits for shutdown, then for the servers to drain, at most `deadline`.
+async fn drain(shutdown: &Shutdown, servers: Vec<tokio::task::JoinHandle<()>>, deadline: Duration) {
     shutdown.wait().await;
     let all = futures_util::future::join_all(servers);
-    if tokio::time::timeout(DRAIN_DEADLINE, all).await.is_err() {
-        tracing::warn!("some requests were still running after {DRAIN_DEADLINE:?}; exiting anyway");
+    if tokio::time::timeout(deadline, all).await.is_err() {
+        tracing::warn!("some requests were still running after {deadline:?}; exiting anyway");
     }
 }
 
@@ -147,7 +163,11 @@ pub async fn run_service(config: ServiceConfig, shutdown: Shutdown) -> Result<()
     let store = open_store(&config.store).await?;
     let grpc = bind("service", "grpc", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("service", &config.admin).await?;
-    let options = ServeOptions { max_streams: config.max_streams };
+    let options = ServeOptions {
+        max_streams: config.max_streams,
+        fail_after_apply_every: config.fail_after_apply_every,
+        delay_after_apply: config.delay_after_apply,
+    };
     let wait = shutdown.wait();
     let grpc_task = tokio::spawn(async move {
         if let Err(e) = service::serve(grpc, store, options, wait).await {
@@ -155,17 +175,48 @@ pub async fn run_service(config: ServiceConfig, shutdown: Shutdown) -> Result<()
         }
     });
     let admin_task = spawn_http(admin_listener, admin_router, &shutdown);
-    drain(&shutdown, vec![grpc_task, admin_task]).await;
+    drain(&shutdown, vec![grpc_task, admin_task], DRAIN_DEADLINE).await;
     Ok(())
 }
 
 pub async fn run_gateway(config: GatewayConfig, shutdown: Shutdown) -> Result<(), StartError> {
-    let pool = Arc::new(ServicePool::new(config.pool).map_err(StartError::Config)?);
+    let pool = ServicePool::new(config.pool).map_err(StartError::Config)?;
+    // Warm-up: connect and health-check every channel before the listener opens, so the
+    // first requests do not pay for connecting.
+    let started = Instant::now();
+    let (ok, total) = pool.warm_up().await;
+    let services = pool.config().urls.len();
+    if ok == total {
+        tracing::info!(
+            "warm-up: {ok}/{total} channels to {services} service(s) connected and healthy in {:?}",
+            started.elapsed()
+        );
+    } else {
+        tracing::warn!("warm-up: only {ok}/{total} channels to {services} service(s) answered in {:?}; serving anyway, /health tells", started.elapsed());
+    }
+    pool.spawn_health_checks(shutdown.wait());
+    let buffer = config.write_buffer.map(|c| {
+        let b = WriteBuffer::new(pool.clone(), c);
+        b.spawn_flusher();
+        b
+    });
+    let cache = config.cache_ttl.map(|ttl| ReadCache::new(ttl, config.cache_capacity));
+    let limiter = config.rate_limit.map(|rate| {
+        let l = Arc::new(RateLimiter::new(rate));
+        l.spawn_sweeper(shutdown.wait());
+        l
+    });
+    let gateway = Arc::new(Gateway { pool: pool.clone(), cache, buffer: buffer.clone() });
     let http = bind("gateway", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("gateway", &config.admin).await?;
-    let http_task = spawn_http(http, http_api::router(Backend::Remote(pool.clone())), &shutdown);
+    let http_task = spawn_http(http, http_api::router(Backend::Remote(gateway), limiter), &shutdown);
     let admin_task = spawn_http(admin_listener, admin_router, &shutdown);
-    drain(&shutdown, vec![http_task, admin_task]).await;
+    // Leave the write buffer time to flush what the drained requests handed it.
+    let flush_time = if buffer.is_some() { Duration::from_secs(3) } else { Duration::ZERO };
+    drain(&shutdown, vec![http_task, admin_task], DRAIN_DEADLINE - flush_time).await;
+    if let Some(buffer) = buffer {
+        buffer.close_and_flush(flush_time).await;
+    }
     pool.close();
     Ok(())
 }
@@ -174,8 +225,8 @@ pub async fn run_monolith(config: MonolithConfig, shutdown: Shutdown) -> Result<
     let store = open_store(&config.store).await?;
     let http = bind("monolith", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("monolith", &config.admin).await?;
-    let http_task = spawn_http(http, http_api::router(Backend::Local(store)), &shutdown);
+    let http_task = spawn_http(http, http_api::router(Backend::Local(store), None), &shutdown);
     let admin_task = spawn_http(admin_listener, admin_router, &shutdown);
-    drain(&shutdown, vec![http_task, admin_task]).await;
+    drain(&shutdown, vec![http_task, admin_task], DRAIN_DEADLINE).await;
     Ok(())
 }

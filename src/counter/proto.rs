@@ -19,6 +19,7 @@ impl From<&Op> for Operation {
             resource_id: op.key.resource_id.clone(),
             counter_type: op.key.counter_type.clone(),
             delta: op.delta,
+            request_id: String::new(),
         }
     }
 }

@@ -8,21 +8,54 @@ use std::time::Instant;
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
-use crate::counter::instrument::red;
 use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key};
 use crate::counter::proto::{
     self, counter_service_server::CounterService, counter_service_server::CounterServiceServer, BatchIncrementRequest,
     BatchIncrementResponse, GetRequest, GetResponse, IncrementRequest, IncrementResponse, OpResult,
 };
 use crate::counter::store::Store;
+use crate::metrics::red;
 
+#[derive(Clone)]
 pub struct CounterRpc {
     store: Arc<Store>,
+    faults: Arc<Faults>,
+}
+
+/// Failures injected on purpose, after the store applied an increment: the case retries
+/// and exactly-once exist for (the lab's retry storm, and the tests that prove a retried
+/// increment moves the counter once).
+#[derive(Debug, Default)]
+pub struct Faults {
+    /// Every Nth increment call answers UNAVAILABLE although it was applied.
+    pub fail_after_apply_every: Option<u64>,
+    /// Each increment call waits this long after applying, before answering.
+    pub delay_after_apply: Option<std::time::Duration>,
+    calls: std::sync::atomic::AtomicU64,
+}
+
+impl Faults {
+    pub fn new(fail_after_apply_every: Option<u64>, delay_after_apply: Option<std::time::Duration>) -> Self {
+        Faults { fail_after_apply_every, delay_after_apply, calls: Default::default() }
+    }
+
+    async fn after_apply(&self) -> Result<(), CounterError> {
+        if let Some(d) = self.delay_after_apply {
+            tokio::time::sleep(d).await;
+        }
+        if let Some(every) = self.fail_after_apply_every {
+            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if n % every.max(1) == 0 {
+                return Err(CounterError::Unavailable("injected failure after applying (--fault-after-apply)".into()));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl CounterRpc {
-    pub fn new(store: Arc<Store>) -> Self {
-        CounterRpc { store }
+    pub fn new(store: Arc<Store>, faults: Faults) -> Self {
+        CounterRpc { store, faults: Arc::new(faults) }
     }
 
     pub fn into_server(self) -> CounterServiceServer<Self> {
@@ -61,6 +94,7 @@ impl CounterRpc {
         let op = model::Op::new(req.resource_id, req.counter_type, req.delta)?;
         let request_id = request_id_or_new(req.request_id)?;
         let value = self.store.increment(&op, ApplyId { request_id: &request_id, index: 0 }).await?;
+        self.faults.after_apply().await?;
         Ok(IncrementResponse { resource_id: op.key.resource_id, counter_type: op.key.counter_type, value })
     }
 }
@@ -81,7 +115,22 @@ impl CounterService for CounterRpc {
             // Validate everything before applying anything: a bad batch changes nothing.
             let ops = req.operations.iter().map(|o| o.to_op()).collect::<Result<Vec<_>, _>>()?;
             let request_id = request_id_or_new(req.request_id)?;
-            let outcomes = self.store.batch(&ops, &request_id).await?;
+            for o in &req.operations {
+                if !o.request_id.is_empty() {
+                    model::check_request_id(&o.request_id)?;
+                }
+            }
+            let ids: Vec<ApplyId> = req
+                .operations
+                .iter()
+                .enumerate()
+                .map(|(i, o)| match o.request_id.as_str() {
+                    "" => ApplyId { request_id: &request_id, index: i as u32 },
+                    own => ApplyId { request_id: own, index: 0 },
+                })
+                .collect();
+            let outcomes = self.store.batch(&ops, &ids).await?;
+            self.faults.after_apply().await?;
             let results = ops.iter().zip(&outcomes).map(|(op, r)| OpResult::from_outcome(op, r)).collect();
             Ok(BatchIncrementResponse { results })
         })
@@ -106,11 +155,10 @@ impl CounterService for CounterRpc {
         &self,
         request: Request<tonic::Streaming<IncrementRequest>>,
     ) -> Result<Response<Self::StreamIncrementsStream>, Status> {
-        let store = self.store.clone();
-        let rpc = CounterRpc { store };
+        let rpc = self.clone();
         let inbound = request.into_inner();
         let out = inbound.then(move |item| {
-            let rpc = CounterRpc { store: rpc.store.clone() };
+            let rpc = rpc.clone();
             async move {
                 let req = item?;
                 let started = Instant::now();
@@ -151,6 +199,8 @@ impl CounterService for CounterRpc {
 pub struct ServeOptions {
     /// Cap on concurrent HTTP/2 streams per connection (`--max-streams`).
     pub max_streams: Option<u32>,
+    pub fail_after_apply_every: Option<u64>,
+    pub delay_after_apply: Option<std::time::Duration>,
 }
 
 /// Serves the counter service and `grpc.health.v1` on `listener` until `shutdown` fires,
@@ -167,7 +217,10 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .max_concurrent_streams(options.max_streams)
         .add_service(health)
-        .add_service(CounterRpc::new(store).into_server())
+        .add_service(
+            CounterRpc::new(store, Faults::new(options.fail_after_apply_every, options.delay_after_apply))
+                .into_server(),
+        )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await
 }

@@ -17,7 +17,7 @@ use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
 use super::catalog::Buckets;
-use super::striped::{stripe_count, stripe_index};
+use super::striped::{raw_stripe, stripe_count};
 
 /// Upper bounds (inclusive, raw units) of the duration layout: 1µs…10s in 1-2.5-5 steps,
 /// in nanoseconds.
@@ -75,7 +75,9 @@ struct Stripe {
 
 struct Inner {
     bounds: &'static [u64],
-    scale: f64,
+    /// Raw units per exposed unit (1e9 for nanoseconds → seconds); dividing keeps bounds
+    /// such as 1e-6 exact in the exposition.
+    per_unit: f64,
     stripes: Box<[CachePadded<Stripe>]>,
 }
 
@@ -105,7 +107,7 @@ impl Default for Histogram {
 impl Histogram {
     /// The one duration layout (seconds).
     pub fn durations() -> Self {
-        Self::new(&DURATION_BOUNDS_NS, 1e-9)
+        Self::new(&DURATION_BOUNDS_NS, 1e9)
     }
 
     /// Byte sizes.
@@ -127,14 +129,14 @@ impl Histogram {
         }
     }
 
-    fn new(bounds: &'static [u64], scale: f64) -> Self {
+    fn new(bounds: &'static [u64], per_unit: f64) -> Self {
         assert!(bounds.len() < MAX_BUCKETS);
         let stripes = (0..stripe_count())
             .map(|_| {
                 CachePadded::new(Stripe { buckets: std::array::from_fn(|_| AtomicU64::new(0)), sum: AtomicU64::new(0) })
             })
             .collect();
-        Self { inner: Arc::new(Inner { bounds, scale, stripes }) }
+        Self { inner: Arc::new(Inner { bounds, per_unit, stripes }) }
     }
 
     /// Records a value in raw units (nanoseconds for duration histograms).
@@ -143,7 +145,7 @@ impl Histogram {
         let inner = &*self.inner;
         // `le` semantics: v goes to the first bucket whose bound is >= v.
         let idx = inner.bounds.partition_point(|&b| b < v);
-        let stripe = &inner.stripes[stripe_index()];
+        let stripe = &inner.stripes[raw_stripe() & (inner.stripes.len() - 1)];
         stripe.buckets[idx].fetch_add(1, Relaxed);
         stripe.sum.fetch_add(v, Relaxed);
     }
@@ -156,7 +158,7 @@ impl Histogram {
 
     /// Records a value in exposed units (seconds for durations).
     pub fn observe(&self, v: f64) {
-        let raw = (v / self.inner.scale).max(0.0);
+        let raw = (v * self.inner.per_unit).max(0.0);
         self.observe_raw(if raw >= u64::MAX as f64 { u64::MAX } else { raw as u64 });
     }
 
@@ -176,11 +178,11 @@ impl Histogram {
             .iter()
             .enumerate()
             .map(|(i, &c)| {
-                let bound = inner.bounds.get(i).map_or(f64::INFINITY, |&b| b as f64 * inner.scale);
+                let bound = inner.bounds.get(i).map_or(f64::INFINITY, |&b| b as f64 / inner.per_unit);
                 (bound, c)
             })
             .collect();
-        Snapshot { count: counts.iter().sum(), sum: sum as f64 * inner.scale, buckets }
+        Snapshot { count: counts.iter().sum(), sum: sum as f64 / inner.per_unit, buckets }
     }
 
     /// Observations so far.

@@ -32,7 +32,13 @@ thread_local! {
 /// This thread's stripe, in `0..stripe_count()`.
 #[inline]
 pub fn stripe_index() -> usize {
-    let raw = STRIPE
+    raw_stripe() & (stripe_count() - 1)
+}
+
+/// This thread's stripe number before masking (mask with a power-of-two stripe count).
+#[inline]
+pub(crate) fn raw_stripe() -> usize {
+    STRIPE
         .try_with(|s| {
             let v = s.get();
             if v != usize::MAX {
@@ -43,8 +49,7 @@ pub fn stripe_index() -> usize {
             s.set(v);
             v
         })
-        .unwrap_or(0);
-    raw & (stripe_count() - 1)
+        .unwrap_or(0)
 }
 
 /// A monotonically increasing counter split into per-CPU stripes.
@@ -53,11 +58,8 @@ pub fn stripe_index() -> usize {
 /// for counts, `1e-9` for durations stored in nanoseconds (exposed in seconds).
 #[derive(Clone)]
 pub struct Counter {
-    inner: Arc<CounterInner>,
-}
-
-struct CounterInner {
-    stripes: Box<[CachePadded<AtomicU64>]>,
+    // One indirection to the stripes; the length is a power of two.
+    stripes: Arc<[CachePadded<AtomicU64>]>,
     scale: f64,
 }
 
@@ -80,7 +82,7 @@ impl Counter {
 
     fn with_scale(scale: f64) -> Self {
         let stripes = (0..stripe_count()).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
-        Self { inner: Arc::new(CounterInner { stripes, scale }) }
+        Self { stripes, scale }
     }
 
     #[inline]
@@ -91,7 +93,8 @@ impl Counter {
     #[inline]
     pub fn inc_by(&self, v: u64) {
         // Safe indexing is fine: stripe_index() < stripe_count() == len.
-        self.inner.stripes[stripe_index()].fetch_add(v, Relaxed);
+        let i = raw_stripe() & (self.stripes.len() - 1);
+        self.stripes[i].fetch_add(v, Relaxed);
     }
 
     /// Adds a duration (for counters made with [`Counter::seconds`]).
@@ -102,16 +105,16 @@ impl Counter {
 
     /// The raw sum (events, or nanoseconds for a seconds counter).
     pub fn get(&self) -> u64 {
-        self.inner.stripes.iter().fold(0u64, |a, s| a.wrapping_add(s.load(Relaxed)))
+        self.stripes.iter().fold(0u64, |a, s| a.wrapping_add(s.load(Relaxed)))
     }
 
     /// The exposed value (events, or seconds).
     pub fn value(&self) -> f64 {
-        self.get() as f64 * self.inner.scale
+        self.get() as f64 * self.scale
     }
 
     fn is_integer(&self) -> bool {
-        self.inner.scale == 1.0
+        self.scale == 1.0
     }
 }
 

@@ -199,7 +199,7 @@ pub struct AllocStats {
 }
 
 fn fold() -> AllocStats {
-    let used = NEXT_SLOT.load(Relaxed).min(SLOTS).max(1);
+    let used = NEXT_SLOT.load(Relaxed).clamp(1, SLOTS);
     let mut s = AllocStats::default();
     for slot in &SLOT_ARRAY[..used] {
         s.allocs += slot.allocs.load(Relaxed);

@@ -79,7 +79,7 @@ impl LeakCheck {
                 });
             }
         });
-        out.sort_by(|a, b| b.age.cmp(&a.age));
+        out.sort_by_key(|t| std::cmp::Reverse(t.age));
         out
     }
 

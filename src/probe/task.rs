@@ -77,13 +77,15 @@ fn site_label(l: &Location<'_>) -> String {
 }
 
 /// A sharded map; the shard lock is taken at spawn and finish only.
-struct Shards<K>(Box<[Mutex<HashMap<K, Arc<TaskState>>>]>);
+type Shard<K> = Mutex<HashMap<K, Arc<TaskState>>>;
+
+struct Shards<K>(Box<[Shard<K>]>);
 
 impl<K: Hash + Eq> Shards<K> {
     fn new() -> Self {
         Self((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect())
     }
-    fn shard(&self, k: &K) -> &Mutex<HashMap<K, Arc<TaskState>>> {
+    fn shard(&self, k: &K) -> &Shard<K> {
         static S: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
         let h = S.get_or_init(Default::default).hash_one(k) as usize;
         &self.0[h % SHARDS]

@@ -298,3 +298,36 @@ impl Api {
         }
     }
 }
+
+/// The admin listener's `/metrics` text.
+pub async fn scrape(admin_url: &str) -> String {
+    reqwest::get(format!("{admin_url}/metrics")).await.expect("scrape").text().await.expect("metrics body")
+}
+
+/// Sum of the samples of `name` whose labels include every `(label, value)` pair.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| {
+            // "name{labels} value [# exemplar]" or "name value"
+            let after = match l.find('}') {
+                Some(i) => &l[i + 1..],
+                None => &l[name.len()..],
+            };
+            after.split_whitespace().next()?.parse::<f64>().ok()
+        })
+        .sum()
+}
+
+/// Reads a counter straight from a service over gRPC.
+pub async fn service_value(grpc_url: &str, resource: &str, ctype: &str) -> i64 {
+    use pinchpoint::counter::proto::{counter_service_client::CounterServiceClient, GetRequest};
+    let mut c = CounterServiceClient::connect(grpc_url.to_string()).await.expect("connect to service");
+    c.get(GetRequest { resource_id: resource.into(), counter_type: ctype.into() })
+        .await
+        .expect("Get")
+        .into_inner()
+        .value
+}

@@ -8,9 +8,9 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
 use std::time::{Duration, Instant};
 
-use crate::counter::instrument::Mutex;
 use crate::counter::model::{ApplyId, CounterError, Key, Op};
 use crate::counter::store::dedup::Dedup;
+use crate::probe::lock::Mutex;
 
 /// How the memory store is locked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

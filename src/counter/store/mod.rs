@@ -12,8 +12,8 @@ use std::time::Instant;
 pub use self::memory::{LockMode, MemoryConfig, MemoryStore};
 pub use self::redis::{RedisConfig, RedisStore};
 
-use crate::counter::instrument::red;
 use crate::counter::model::{ApplyId, CounterError, Key, Op};
+use crate::metrics::red;
 
 pub enum Store {
     Memory(MemoryStore),
@@ -38,18 +38,15 @@ impl Store {
         r
     }
 
-    /// Applies each operation (at most once each) and returns per-operation results in
-    /// order. An error for the whole call means the store could not be reached and
-    /// nothing is known to be applied.
-    pub async fn batch(&self, ops: &[Op], request_id: &str) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
+    /// Applies each operation (at most once each, under the matching id of `ids`) and
+    /// returns per-operation results in order. An error for the whole call means the store
+    /// could not be reached and nothing is known to be applied.
+    pub async fn batch(&self, ops: &[Op], ids: &[ApplyId<'_>]) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
+        assert_eq!(ops.len(), ids.len(), "one apply id per operation");
         let started = Instant::now();
         let r = match self {
-            Store::Memory(m) => Ok(ops
-                .iter()
-                .enumerate()
-                .map(|(i, op)| m.increment(op, ApplyId { request_id, index: i as u32 }))
-                .collect()),
-            Store::Redis(r) => r.batch(ops, request_id).await,
+            Store::Memory(m) => Ok(ops.iter().zip(ids).map(|(op, id)| m.increment(op, *id)).collect()),
+            Store::Redis(r) => r.batch(ops, ids).await,
         };
         red::store_op(self.backend(), "batch", started.elapsed());
         r

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::counter::instrument::{InUse, PoolProbe};
+use crate::probe::pool::{Lease as InUse, PoolProbe};
 
 /// Something a pool can open, like a database connection.
 pub trait Resource: Sized + Send + 'static {
@@ -27,6 +27,7 @@ struct Inner<R: Resource> {
     permits: Arc<Semaphore>,
     config: R::Config,
     acquire_timeout: Duration,
+    max_size: usize,
     probe: PoolProbe,
 }
 
@@ -39,6 +40,7 @@ impl<R: Resource> Pool<R> {
                 permits: Arc::new(Semaphore::new(max_size)),
                 config,
                 acquire_timeout,
+                max_size,
                 probe,
             }),
         }
@@ -69,8 +71,7 @@ impl<R: Resource> Pool<R> {
                     acquiring.timed_out();
                     return Err(format!(
                         "no connection free within {:?} (pool of {})",
-                        inner.acquire_timeout,
-                        inner.probe.max_size()
+                        inner.acquire_timeout, inner.max_size
                     ));
                 }
             },

@@ -114,10 +114,10 @@ impl RedisStore {
 
     /// Applies every operation in one round trip (a pipeline of EVALSHA calls). Each
     /// operation is applied at most once on its own; results come back in order.
-    pub async fn batch(&self, ops: &[Op], request_id: &str) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
+    pub async fn batch(&self, ops: &[Op], ids: &[ApplyId<'_>]) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
         let mut pipe = redis::pipe();
-        for (i, op) in ops.iter().enumerate() {
-            pipe.add_command(self.apply_cmd(op, ApplyId { request_id, index: i as u32 }));
+        for (op, id) in ops.iter().zip(ids) {
+            pipe.add_command(self.apply_cmd(op, *id));
         }
         let mut lease = self.pool.get().await.map_err(unavailable)?;
         let replies: Vec<Value> = match pipe.query_async(&mut lease.conn).await {
