@@ -17,6 +17,11 @@ use pinchpoint::counter::store::{LockMode, StoreSpec};
 use pinchpoint::counter::write_buffer::WriteBufferConfig;
 use pinchpoint::shutdown::Shutdown;
 
+/// Allocation counts and bytes, live and peak heap, per-request bytes: the probes need to
+/// see every allocation, so the binary installs the counting allocator.
+#[global_allocator]
+static ALLOC: pinchpoint::probe::alloc::CountingAlloc = pinchpoint::probe::alloc::CountingAlloc::system();
+
 #[derive(Parser)]
 #[command(name = "pinchpoint", version, about = "Find where async services pinch")]
 struct Cli {
@@ -32,6 +37,8 @@ enum Command {
     Gateway(GatewayArgs),
     /// The HTTP API with the store in process: the baseline the split system is measured against.
     Monolith(MonolithArgs),
+    /// Drive HTTP load at a gateway or monolith (closed loop like hey, or open loop at a rate).
+    Load(pinchpoint::load::LoadArgs),
 }
 
 #[derive(Args)]
@@ -215,7 +222,8 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // With the probes' hooks: every spawned task is tracked by spawn site, polls are timed.
+    let runtime = match pinchpoint::probe::runtime::builder_multi_thread().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pinchpoint: cannot start the tokio runtime: {e}");
@@ -226,9 +234,19 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    pinchpoint::probe::runtime::register_current();
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let result = match cli.command {
+        Command::Load(args) => {
+            return match pinchpoint::load::run_cli(args).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("pinchpoint: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Service(a) => {
             let config = ServiceConfig {
                 listen: a.listen,

@@ -24,7 +24,7 @@ impl Shutdown {
     /// Starts a task that triggers this shutdown on SIGINT or SIGTERM.
     pub fn trigger_on_signals(&self) {
         let token = self.token.clone();
-        tokio::spawn(async move {
+        crate::probe::task::spawn("shutdown.signals", async move {
             wait_for_signal().await;
             tracing::info!("signal received: draining in-flight requests");
             token.cancel();

@@ -158,14 +158,14 @@ async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, req: Request, next:
     }
 }
 
-/// `http_requests_total` and `http_request_duration_seconds` by route template (never
-/// by concrete path, so labels stay bounded).
+/// `http_requests_total`, `http_request_duration_seconds` and `request_alloc_bytes` by
+/// route template (never by concrete path, so labels stay bounded).
 async fn record_red_metrics(req: Request, next: Next) -> Response {
     let started = Instant::now();
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let method = req.method().clone();
-    let response = next.run(req).await;
     let route = route.as_deref().unwrap_or("unmatched");
+    let method = req.method().clone();
+    let response = crate::probe::alloc::track_request(route, next.run(req)).await;
     red::http_request(route, method.as_str(), response.status().as_u16(), started.elapsed());
     response
 }

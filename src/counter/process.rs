@@ -140,9 +140,14 @@ async fn open_store(config: &StoreConfig) -> Result<Arc<Store>, StartError> {
 }
 
 /// Serves an axum router until shutdown, with graceful draining.
-fn spawn_http(listener: TcpListener, router: axum::Router, shutdown: &Shutdown) -> tokio::task::JoinHandle<()> {
+fn spawn_http(
+    name: &'static str,
+    listener: TcpListener,
+    router: axum::Router,
+    shutdown: &Shutdown,
+) -> tokio::task::JoinHandle<()> {
     let wait = shutdown.wait();
-    tokio::spawn(async move {
+    crate::probe::task::spawn(name, async move {
         let app = router.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(wait).await {
             tracing::error!("http server failed: {e}");
@@ -169,12 +174,12 @@ pub async fn run_service(config: ServiceConfig, shutdown: Shutdown) -> Result<()
         delay_after_apply: config.delay_after_apply,
     };
     let wait = shutdown.wait();
-    let grpc_task = tokio::spawn(async move {
+    let grpc_task = crate::probe::task::spawn("grpc.server", async move {
         if let Err(e) = service::serve(grpc, store, options, wait).await {
             tracing::error!("grpc server failed: {e}");
         }
     });
-    let admin_task = spawn_http(admin_listener, admin_router, &shutdown);
+    let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     drain(&shutdown, vec![grpc_task, admin_task], DRAIN_DEADLINE).await;
     Ok(())
 }
@@ -209,8 +214,8 @@ pub async fn run_gateway(config: GatewayConfig, shutdown: Shutdown) -> Result<()
     let gateway = Arc::new(Gateway { pool: pool.clone(), cache, buffer: buffer.clone() });
     let http = bind("gateway", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("gateway", &config.admin).await?;
-    let http_task = spawn_http(http, http_api::router(Backend::Remote(gateway), limiter), &shutdown);
-    let admin_task = spawn_http(admin_listener, admin_router, &shutdown);
+    let http_task = spawn_http("http.server", http, http_api::router(Backend::Remote(gateway), limiter), &shutdown);
+    let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     // Leave the write buffer time to flush what the drained requests handed it.
     let flush_time = if buffer.is_some() { Duration::from_secs(3) } else { Duration::ZERO };
     drain(&shutdown, vec![http_task, admin_task], DRAIN_DEADLINE - flush_time).await;
@@ -225,8 +230,8 @@ pub async fn run_monolith(config: MonolithConfig, shutdown: Shutdown) -> Result<
     let store = open_store(&config.store).await?;
     let http = bind("monolith", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("monolith", &config.admin).await?;
-    let http_task = spawn_http(http, http_api::router(Backend::Local(store), None), &shutdown);
-    let admin_task = spawn_http(admin_listener, admin_router, &shutdown);
+    let http_task = spawn_http("http.server", http, http_api::router(Backend::Local(store), None), &shutdown);
+    let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     drain(&shutdown, vec![http_task, admin_task], DRAIN_DEADLINE).await;
     Ok(())
 }
