@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine too: installs what the tests need
-# (redis-server for the Redis store tests) when it is missing, then runs every test.
+# (redis-server for the Redis store tests, promtool from Debian's `prometheus` package for
+# tests/metrics_exposition.rs) when it is missing, then runs every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test dependencies: ${missing[*]}" >&2
   sudo=""

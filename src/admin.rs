@@ -35,6 +35,11 @@ pub fn router(opts: AdminOptions) -> Router {
         .route("/debug/locks", get(locks_handler))
         .route("/debug/pools", get(pools_handler))
         .route("/debug/tasks", get(tasks_handler));
+    // CPU and contention profiles (pprof protobuf, svg or folded): see crate::profile::http.
+    #[cfg(feature = "profiling")]
+    let r = r
+        .route("/debug/pprof/profile", get(crate::profile::http::cpu_handler))
+        .route("/debug/pprof/contention", get(crate::profile::http::contention_handler));
     match opts.bearer_token {
         Some(token) => r.layer(middleware::from_fn_with_state(Arc::<str>::from(token), require_token)),
         None => r,
@@ -59,10 +64,20 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn metrics_handler() -> Response {
+/// OpenMetrics (with exemplars) by default and whenever the client accepts it, as Prometheus
+/// does; the classic text format 0.0.4 when the client asks for `text/plain` without
+/// OpenMetrics (`curl -H 'Accept: text/plain' .../metrics | promtool check metrics`).
+async fn metrics_handler(headers: axum::http::HeaderMap) -> Response {
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let classic = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
     // Encoding walks the task registry and /proc: keep it off the async workers.
-    let body = tokio::task::spawn_blocking(metrics::encode).await.unwrap_or_default();
-    ([(header::CONTENT_TYPE, metrics::CONTENT_TYPE)], body).into_response()
+    let (encode, content_type): (fn() -> String, _) = if classic {
+        (metrics::encode_text, metrics::TEXT_CONTENT_TYPE)
+    } else {
+        (metrics::encode, metrics::CONTENT_TYPE)
+    };
+    let body = tokio::task::spawn_blocking(encode).await.unwrap_or_default();
+    ([(header::CONTENT_TYPE, content_type)], body).into_response()
 }
 
 #[derive(Serialize)]

@@ -10,9 +10,16 @@
 pub mod admin;
 pub mod metrics;
 pub mod probe;
+#[cfg(feature = "profiling")]
+pub mod profile;
+pub mod telemetry;
 
 #[cfg(feature = "lab")]
 pub mod counter;
+#[cfg(feature = "lab")]
+pub mod diagnose;
+#[cfg(feature = "lab")]
+pub mod lab;
 #[cfg(feature = "lab")]
 pub mod load;
 #[cfg(feature = "lab")]

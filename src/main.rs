@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use pinchpoint::counter::balance::Balance;
 use pinchpoint::counter::breaker::BreakerConfig;
 use pinchpoint::counter::client_pool::ServicePoolConfig;
+use pinchpoint::counter::faults::GatewayFaults;
 use pinchpoint::counter::model::Key;
 use pinchpoint::counter::process::{self, AdminConfig, GatewayConfig, MonolithConfig, ServiceConfig, StoreConfig};
 use pinchpoint::counter::retry::RetryPolicy;
@@ -27,6 +28,12 @@ static ALLOC: pinchpoint::probe::alloc::CountingAlloc = pinchpoint::probe::alloc
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Tokio worker threads (default: one per core).
+    #[arg(long, global = true)]
+    worker_threads: Option<usize>,
+    /// A task alive this long and not polled lately counts as a leak suspect.
+    #[arg(long, global = true, default_value = "60s", value_parser = parse_duration)]
+    leak_threshold: Duration,
 }
 
 #[derive(Subcommand)]
@@ -39,6 +46,28 @@ enum Command {
     Monolith(MonolithArgs),
     /// Drive HTTP load at a gateway or monolith (closed loop like hey, or open loop at a rate).
     Load(pinchpoint::load::LoadArgs),
+    /// Reproduce the field reports' bottlenecks: each scenario under the load ladder, reported.
+    Lab(pinchpoint::lab::LabArgs),
+    /// Capture a CPU or contention flamegraph from a running process (or `flame diff A B`).
+    Flame(pinchpoint::profile::cli::FlameArgs),
+}
+
+/// tokio-console (DESIGN.md ports: gateway and monolith 127.0.0.1:6669, service 127.0.0.1:6670).
+#[derive(Args)]
+struct ConsoleArgs {
+    /// Serve tokio-console's instrumentation (then `tokio-console http://ADDR`).
+    #[arg(long)]
+    console: bool,
+    /// Where tokio-console connects (implies --console; `:0` picks a free port).
+    #[arg(long, value_name = "ADDR", value_parser = parse_addr)]
+    console_addr: Option<SocketAddr>,
+}
+
+impl ConsoleArgs {
+    fn addr(&self, role: &str) -> Option<SocketAddr> {
+        (self.console || self.console_addr.is_some())
+            .then(|| self.console_addr.unwrap_or_else(|| pinchpoint::telemetry::default_console_addr(role)))
+    }
 }
 
 #[derive(Args)]
@@ -65,6 +94,13 @@ struct StoreArgs {
     /// Set a counter at start, e.g. `--seed user1/views=42` (repeatable).
     #[arg(long, value_parser = parse_seed)]
     seed: Vec<(Key, i64)>,
+    /// CPU work done under the store lock per increment (e.g. 20us): the same in both lock
+    /// modes, so `--lock global` shows what one lock costs.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    store_work: Duration,
+    /// Added to every store operation: a slow store.
+    #[arg(long, value_parser = parse_duration)]
+    store_delay: Option<Duration>,
 }
 
 impl StoreArgs {
@@ -75,6 +111,8 @@ impl StoreArgs {
             redis_pool: self.store_pool,
             dedup_ttl: self.dedup_ttl,
             seed: self.seed,
+            work_under_lock: self.store_work,
+            delay: self.store_delay,
         }
     }
 }
@@ -89,6 +127,8 @@ struct ServiceArgs {
     admin: SocketAddr,
     #[command(flatten)]
     admin_args: AdminArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
     #[command(flatten)]
     store: StoreArgs,
     /// Cap on concurrent HTTP/2 streams per client connection.
@@ -112,6 +152,8 @@ struct GatewayArgs {
     admin: SocketAddr,
     #[command(flatten)]
     admin_args: AdminArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
     /// Counter service URLs, comma separated.
     #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:50051")]
     service: Vec<String>,
@@ -163,6 +205,15 @@ struct GatewayArgs {
     /// Requests per second allowed per client (x-client-id header, else peer IP); 429 above.
     #[arg(long, value_name = "PER_SEC")]
     rate_limit: Option<f64>,
+    /// Fault injection: every request spawns a task that never ends.
+    #[arg(long, help_heading = "Fault injection")]
+    fault_leak_task: bool,
+    /// Fault injection: every request clones a buffer of this many bytes four times.
+    #[arg(long, value_name = "BYTES", help_heading = "Fault injection")]
+    fault_alloc_churn: Option<usize>,
+    /// Fault injection: every request blocks its runtime thread this long.
+    #[arg(long, value_name = "DUR", value_parser = parse_duration, help_heading = "Fault injection")]
+    fault_blocking: Option<Duration>,
 }
 
 #[derive(Args)]
@@ -175,6 +226,8 @@ struct MonolithArgs {
     admin: SocketAddr,
     #[command(flatten)]
     admin_args: AdminArgs,
+    #[command(flatten)]
+    console: ConsoleArgs,
     #[command(flatten)]
     store: StoreArgs,
 }
@@ -216,28 +269,71 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,h2=warn,tower=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     // With the probes' hooks: every spawned task is tracked by spawn site, polls are timed.
-    let runtime = match pinchpoint::probe::runtime::builder_multi_thread().build() {
+    let mut builder = pinchpoint::probe::runtime::builder_multi_thread();
+    if let Some(n) = cli.worker_threads {
+        builder.worker_threads(n.max(1));
+    }
+    let runtime = match builder.build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("pinchpoint: cannot start the tokio runtime: {e}");
             return ExitCode::from(2);
         }
     };
-    runtime.block_on(run(cli))
+    // One tracing set-up: fmt to stderr, tokio-console with --console, OTLP traces when the
+    // OTEL_* variables ask. Inside the runtime: the exporters do their I/O on it.
+    let telemetry = {
+        let _rt = runtime.enter();
+        match pinchpoint::telemetry::init(telemetry_config(&cli.command)) {
+            Ok(g) => g,
+            Err(e) => {
+                eprintln!("pinchpoint: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let code = runtime.block_on(run(cli));
+    // Spans still buffered go out before exit, while the runtime's I/O still runs.
+    telemetry.shutdown();
+    code
+}
+
+fn telemetry_config(command: &Command) -> pinchpoint::telemetry::TelemetryConfig {
+    use pinchpoint::telemetry::TelemetryConfig;
+    let (role, console) = match command {
+        Command::Service(a) => ("service", a.console.addr("service")),
+        Command::Gateway(a) => ("gateway", a.console.addr("gateway")),
+        Command::Monolith(a) => ("monolith", a.console.addr("monolith")),
+        _ => return TelemetryConfig { otlp_from_env: false, ..TelemetryConfig::new("pinchpoint") },
+    };
+    TelemetryConfig { console, ..TelemetryConfig::new(role) }
 }
 
 async fn run(cli: Cli) -> ExitCode {
     pinchpoint::probe::runtime::register_current();
+    pinchpoint::probe::task::set_leak_threshold(cli.leak_threshold);
     let shutdown = Shutdown::new();
     shutdown.trigger_on_signals();
     let result = match cli.command {
+        Command::Lab(args) => {
+            return match pinchpoint::lab::run_cli(args).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("pinchpoint: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Flame(args) => {
+            return match pinchpoint::profile::cli::run_cli(args).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("pinchpoint: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Command::Load(args) => {
             return match pinchpoint::load::run_cli(args).await {
                 Ok(code) => code,
@@ -280,6 +376,11 @@ async fn run(cli: Cli) -> ExitCode {
                     .write_buffer
                     .then(|| WriteBufferConfig { flush_workers: a.flush_workers, capacity: a.write_buffer_capacity }),
                 rate_limit: a.rate_limit,
+                faults: GatewayFaults {
+                    leak_task: a.fault_leak_task,
+                    alloc_churn: a.fault_alloc_churn,
+                    blocking: a.fault_blocking,
+                },
             };
             process::run_gateway(config, shutdown).await
         }

@@ -45,15 +45,8 @@ async fn closed_loop_against_10ms_server_gives_about_1000_qps() {
     assert_eq!(report.ok, 300);
     assert!(report.errors_by_status.is_empty(), "{report:?}");
     assert_eq!(report.concurrency, 10);
-    assert_eq!(
-        report.connections_opened, 10,
-        "one keep-alive connection per worker"
-    );
-    assert!(
-        (500.0..=1100.0).contains(&report.qps),
-        "qps {} outside 500..=1100",
-        report.qps
-    );
+    assert_eq!(report.connections_opened, 10, "one keep-alive connection per worker");
+    assert!((500.0..=1100.0).contains(&report.qps), "qps {} outside 500..=1100", report.qps);
     let l = report.latency;
     assert_eq!(l.count, 300);
     assert!(l.p50 >= 0.010 && l.p50 < 0.030, "p50 {}", l.p50);
@@ -106,12 +99,8 @@ struct Counting {
 impl Counting {
     /// Every 7th request is refused with 503 and changes nothing.
     fn admit(&self, headers: &HeaderMap) -> bool {
-        let id = headers
-            .get("x-request-id")
-            .expect("every increment carries x-request-id")
-            .to_str()
-            .unwrap()
-            .to_string();
+        let id =
+            headers.get("x-request-id").expect("every increment carries x-request-id").to_str().unwrap().to_string();
         self.ids.lock().unwrap().push(id);
         self.arrivals.fetch_add(1, Ordering::Relaxed) % 7 != 6
     }
@@ -130,31 +119,31 @@ async fn counting_server() -> (String, Arc<Counting>) {
     let router = Router::new()
         .route(
             "/api/v1/counter/increment",
-            post(
-                |State(s): State<Arc<Counting>>, headers: HeaderMap, Json(op): Json<Value>| async move {
-                    if !s.admit(&headers) {
-                        return Err(StatusCode::SERVICE_UNAVAILABLE);
-                    }
-                    s.apply(&op);
-                    Ok(value_body())
-                },
-            ),
+            post(|State(s): State<Arc<Counting>>, headers: HeaderMap, Json(op): Json<Value>| async move {
+                if !s.admit(&headers) {
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                s.apply(&op);
+                Ok(value_body())
+            }),
         )
         .route(
             "/api/v1/counter/batch-increment",
-            post(
-                |State(s): State<Arc<Counting>>, headers: HeaderMap, Json(b): Json<Value>| async move {
+            post(|State(s): State<Arc<Counting>>, headers: HeaderMap, Json(b): Json<Value>| async move {
+                if !s.admit(&headers) {
+                    return Err(StatusCode::SERVICE_UNAVAILABLE);
+                }
+                let ops = b["operations"].as_array().unwrap();
+                for op in ops {
+                    s.apply(op);
+                }
+                if b["async"] == true {
+                    Ok((StatusCode::ACCEPTED, Json(json!({"accepted": ops.len()}))))
+                } else {
                     assert_eq!(b["async"], false);
-                    if !s.admit(&headers) {
-                        return Err(StatusCode::SERVICE_UNAVAILABLE);
-                    }
-                    let ops = b["operations"].as_array().unwrap();
-                    for op in ops {
-                        s.apply(op);
-                    }
-                    Ok(Json(json!({"results": ops})))
-                },
-            ),
+                    Ok((StatusCode::OK, Json(json!({"results": ops}))))
+                }
+            }),
         )
         .with_state(state.clone());
     (serve(router).await, state)
@@ -163,20 +152,11 @@ async fn counting_server() -> (String, Arc<Counting>) {
 fn assert_acked_matches(report: &load::LoadReport, server: &Counting, prefix: &str) {
     let applied = server.applied.lock().unwrap().clone();
     assert!(!applied.is_empty());
-    assert_eq!(
-        report.acked, applied,
-        "acknowledged deltas == applied deltas"
-    );
-    assert!(applied
-        .keys()
-        .all(|(rid, ct)| rid.starts_with(prefix) && ct == "hits"));
+    assert_eq!(report.acked, applied, "acknowledged deltas == applied deltas");
+    assert!(applied.keys().all(|(rid, ct)| rid.starts_with(prefix) && ct == "hits"));
     let ids = server.ids.lock().unwrap();
     assert_eq!(ids.len() as u64, report.requests);
-    assert_eq!(
-        ids.iter().collect::<HashSet<_>>().len(),
-        ids.len(),
-        "x-request-id is unique per request"
-    );
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), ids.len(), "x-request-id is unique per request");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,15 +187,37 @@ async fn acked_batches_match_what_the_server_applied() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_batches_acknowledged_with_202_count() {
+    let (url, server) = counting_server().await;
+    let mut plan = LoadPlan::closed(&url, 21, 3);
+    plan.mix = Mix::Batch;
+    plan.asynchronous = true;
+    plan.batch_size = 4;
+    let report = load::run(&plan).await.unwrap();
+    assert_eq!(report.ok, 18);
+    assert_eq!(report.acked_ops, 18 * 4);
+    assert_acked_matches(&report, &server, &plan.prefix);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_ids_stay_unique_when_a_prefix_is_reused() {
+    let (url, server) = counting_server().await;
+    let mut plan = LoadPlan::closed(&url, 20, 2);
+    plan.prefix = "fixed".into();
+    load::run(&plan).await.unwrap();
+    load::run(&plan).await.unwrap();
+    let ids = server.ids.lock().unwrap();
+    assert_eq!(ids.len(), 40);
+    assert_eq!(ids.iter().collect::<HashSet<_>>().len(), 40);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fresh_prefix_per_plan_keeps_runs_apart() {
     let (url, server) = counting_server().await;
     let a = load::run(&LoadPlan::closed(&url, 20, 2)).await.unwrap();
     let b = load::run(&LoadPlan::closed(&url, 20, 2)).await.unwrap();
     assert_ne!(a.prefix, b.prefix);
-    assert!(a
-        .acked
-        .keys()
-        .all(|(rid, _)| !b.acked.keys().any(|(r, _)| r == rid)));
+    assert!(a.acked.keys().all(|(rid, _)| !b.acked.keys().any(|(r, _)| r == rid)));
     let applied = server.applied.lock().unwrap();
     assert_eq!(applied.len(), a.acked.len() + b.acked.len());
 }
@@ -317,11 +319,7 @@ async fn open_loop_keeps_its_rate_against_a_fast_server() {
     assert_eq!(report.ok, 300);
     assert_eq!(report.late, 0);
     // Bounded in time: 300 requests due over 0.6 s.
-    assert!(
-        report.elapsed_seconds >= 0.59 && report.elapsed_seconds < 2.0,
-        "{}",
-        report.elapsed_seconds
-    );
+    assert!(report.elapsed_seconds >= 0.59 && report.elapsed_seconds < 2.0, "{}", report.elapsed_seconds);
     assert!(report.connections_opened <= 100);
 }
 
@@ -362,11 +360,7 @@ async fn reconnects_when_the_server_closes_every_connection() {
                         Ok(n) => buf.extend_from_slice(&chunk[..n]),
                     }
                 }
-                let _ = sock
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok",
-                    )
-                    .await;
+                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok").await;
             });
         }
     });
@@ -387,6 +381,7 @@ fn cli_args(url: &str) -> LoadArgs {
         json: true,
         mix: Mix::Health,
         batch_size: 10,
+        asynchronous: false,
         keys: 100,
         prefix: None,
         counter_type: "hits".into(),
@@ -404,9 +399,7 @@ async fn unreachable_target_exits_2_quickly() {
         l.local_addr().unwrap().port()
     };
     let started = Instant::now();
-    let code = load::run_cli(cli_args(&format!("http://127.0.0.1:{port}")))
-        .await
-        .unwrap();
+    let code = load::run_cli(cli_args(&format!("http://127.0.0.1:{port}"))).await.unwrap();
     assert_eq!(code, ExitCode::from(2));
     assert!(started.elapsed() < Duration::from_secs(2));
 

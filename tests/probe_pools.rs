@@ -164,3 +164,44 @@ async fn submit_wait_waits_for_room() {
     pool.shutdown().await;
     assert_eq!(done.load(Ordering::SeqCst), 5);
 }
+
+/// A submit racing shutdown never loses its job: every accepted job runs, every other submit
+/// returns `Closed` (or `Full`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn submit_racing_shutdown_runs_every_accepted_job() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    for round in 0..200 {
+        let pool = Arc::new(WorkerPool::new("test.workers.race", 2, 64));
+        let ran = Arc::new(AtomicUsize::new(0));
+        let submitters: Vec<_> = (0..3)
+            .map(|_| {
+                let (pool, ran) = (pool.clone(), ran.clone());
+                tokio::spawn(async move {
+                    let mut accepted = 0usize;
+                    for _ in 0..50 {
+                        let ran = ran.clone();
+                        match pool.submit(async move {
+                            ran.fetch_add(1, SeqCst);
+                        }) {
+                            Ok(()) => accepted += 1,
+                            Err(SubmitError::Closed) => break,
+                            Err(SubmitError::Full) => tokio::task::yield_now().await,
+                        }
+                    }
+                    accepted
+                })
+            })
+            .collect();
+        if round % 2 == 0 {
+            tokio::task::yield_now().await;
+        }
+        pool.shutdown().await;
+        let mut accepted = 0;
+        for s in submitters {
+            accepted += s.await.unwrap();
+        }
+        // Submits that passed after shutdown returned were rejected; the rest ran.
+        assert_eq!(ran.load(SeqCst), accepted, "round {round}: accepted jobs must all run");
+        assert_eq!(pool.submit(async {}), Err(SubmitError::Closed));
+    }
+}

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::transport::{Channel, Endpoint};
+use tracing::Instrument;
 
 use crate::counter::balance::{self, Balance, Candidate};
 use crate::counter::breaker::{Breaker, BreakerConfig};
@@ -67,6 +68,9 @@ pub struct Instance {
     url: String,
     endpoint: Endpoint,
     channels: Vec<Channel>,
+    /// Health checks get their own connection with their own deadline, so a short call
+    /// timeout or a saturated data path does not make a live service look dead.
+    health_channel: Channel,
     next_channel: AtomicUsize,
     in_flight: AtomicUsize,
     healthy: AtomicBool,
@@ -97,6 +101,9 @@ pub struct ServicePool {
 
 type Client = CounterServiceClient<Channel>;
 
+/// How long a health check may take before the instance counts as down.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
+
 impl ServicePool {
     /// Builds the pool. Channels connect lazily; [`ServicePool::warm_up`] connects them.
     pub fn new(config: ServicePoolConfig) -> Result<Arc<Self>, String> {
@@ -119,10 +126,12 @@ impl ServicePool {
             } else {
                 (0..pool_size).map(|_| endpoint.connect_lazy()).collect()
             };
+            let health_channel = endpoint.clone().timeout(HEALTH_TIMEOUT).connect_timeout(HEALTH_TIMEOUT).connect_lazy();
             instances.push(Instance {
                 url: url.clone(),
                 endpoint,
                 channels,
+                health_channel,
                 next_channel: AtomicUsize::new(0),
                 in_flight: AtomicUsize::new(0),
                 healthy: AtomicBool::new(true),
@@ -174,7 +183,9 @@ impl ServicePool {
 
     async fn check_health(&self, inst: &Instance, channel: Option<Channel>) -> bool {
         use tonic_health::pb::{health_check_response::ServingStatus, health_client::HealthClient, HealthCheckRequest};
-        let deadline = self.config.timeout.min(Duration::from_secs(2));
+        // Independent of the per-call timeout: a service that answers health checks in a
+        // second is up, even when the configured call deadline is much shorter.
+        let deadline = HEALTH_TIMEOUT;
         let check = async {
             let channel = match channel {
                 Some(c) => c,
@@ -200,7 +211,7 @@ impl ServicePool {
                     _ = tick.tick() => {}
                 }
                 for inst in &pool.instances {
-                    let healthy = pool.check_health(inst, inst.channels.first().cloned()).await;
+                    let healthy = pool.check_health(inst, Some(inst.health_channel.clone())).await;
                     if inst.healthy.swap(healthy, Ordering::Relaxed) != healthy {
                         if healthy {
                             tracing::info!(service = %inst.url, "service answers its health check again: back in rotation");
@@ -216,7 +227,7 @@ impl ServicePool {
     /// True when at least one instance is in rotation and answers its health check now.
     pub async fn healthy(&self) -> bool {
         for inst in &self.instances {
-            if self.check_health(inst, inst.channels.first().cloned()).await {
+            if self.check_health(inst, Some(inst.health_channel.clone())).await {
                 return true;
             }
         }
@@ -267,13 +278,18 @@ impl ServicePool {
                 last.get_or_insert_with(|| self.no_instance());
                 continue;
             }
+            // One client span per attempt; the request carries it as `traceparent`.
+            let span = crate::telemetry::grpc_client_span(method, attempt);
             let started = Instant::now();
-            let result = self.attempt(inst, &rpc).await;
+            let result = self.attempt(inst, &rpc).instrument(span.clone()).await;
             let code = match &result {
                 Ok(_) => tonic::Code::Ok,
                 Err(s) => s.code(),
             };
-            red::rpc_client(method, proto::code_label(code), started.elapsed());
+            span.in_scope(|| {
+                crate::telemetry::record_grpc_status(&span, code as i32);
+                red::rpc_client(method, proto::code_label(code), started.elapsed());
+            });
             match result {
                 Ok(v) => {
                     inst.breaker.on_success();
@@ -362,7 +378,11 @@ impl ServicePool {
         };
         self.call("Increment", Some(&op.key.resource_id), |mut c| {
             let req = req.clone();
-            async move { c.increment(req).await.map(|r| r.into_inner().value) }
+            async move {
+                c.increment(crate::telemetry::grpc_request(&tracing::Span::current(), req))
+                    .await
+                    .map(|r| r.into_inner().value)
+            }
         })
         .await
     }
@@ -379,7 +399,11 @@ impl ServicePool {
         let results = self
             .call("BatchIncrement", key.as_deref(), |mut c| {
                 let req = req.clone();
-                async move { c.batch_increment(req).await.map(|r| r.into_inner().results) }
+                async move {
+                    c.batch_increment(crate::telemetry::grpc_request(&tracing::Span::current(), req))
+                        .await
+                        .map(|r| r.into_inner().results)
+                }
             })
             .await?;
         if results.len() != n {
@@ -399,7 +423,11 @@ impl ServicePool {
         let req = proto::GetRequest { resource_id: key.resource_id.clone(), counter_type: key.counter_type.clone() };
         self.call("Get", Some(&key.resource_id), |mut c| {
             let req = req.clone();
-            async move { c.get(req).await.map(|r| r.into_inner().value) }
+            async move {
+                c.get(crate::telemetry::grpc_request(&tracing::Span::current(), req))
+                    .await
+                    .map(|r| r.into_inner().value)
+            }
         })
         .await
     }

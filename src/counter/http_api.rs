@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use tracing::Instrument;
 
+use crate::counter::faults::{gateway_faults, GatewayFaults};
 use crate::counter::gateway::Gateway;
 use crate::counter::limiter::{Decision, RateLimiter};
 use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key, Op, MAX_BODY_BYTES};
@@ -119,13 +121,25 @@ struct CounterValue {
 
 type AppState = Arc<Backend>;
 
-/// The API's routes; with a limiter, every route but `/health` is rate limited.
-pub fn router(backend: Backend, limiter: Option<Arc<RateLimiter>>) -> Router {
+/// Optional layers around the API routes.
+#[derive(Default, Clone)]
+pub struct ApiOptions {
+    /// Rate limit every route but `/health`.
+    pub limiter: Option<Arc<RateLimiter>>,
+    /// Commit the lab's deliberate mistakes on every API request.
+    pub faults: Option<Arc<GatewayFaults>>,
+}
+
+/// The API's routes.
+pub fn router(backend: Backend, options: ApiOptions) -> Router {
     let mut api = Router::new()
         .route("/api/v1/counter/increment", post(increment))
         .route("/api/v1/counter/batch-increment", post(batch_increment))
         .route("/api/v1/counter/{resource_id}/{counter_type}", get(read_counter));
-    if let Some(limiter) = limiter {
+    if let Some(faults) = options.faults {
+        api = api.layer(middleware::from_fn_with_state(faults, gateway_faults));
+    }
+    if let Some(limiter) = options.limiter {
         api = api.layer(middleware::from_fn_with_state(limiter, rate_limit));
     }
     api.route("/health", get(health))
@@ -165,8 +179,20 @@ async fn record_red_metrics(req: Request, next: Next) -> Response {
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
     let route = route.as_deref().unwrap_or("unmatched");
     let method = req.method().clone();
-    let response = crate::probe::alloc::track_request(route, next.run(req)).await;
-    red::http_request(route, method.as_str(), response.status().as_u16(), started.elapsed());
+    // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
+    let span = crate::telemetry::http_server_span(method.as_str(), route, req.headers());
+    let response = crate::probe::alloc::track_request(route, next.run(req)).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    // Inside the span: a sampled trace id becomes the duration histogram's exemplar.
+    span.in_scope(|| {
+        if !span.is_disabled() {
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
+        red::http_request(route, method.as_str(), status, started.elapsed());
+    });
     response
 }
 

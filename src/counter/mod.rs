@@ -6,6 +6,7 @@ pub mod breaker;
 pub mod cache;
 pub mod client_pool;
 pub mod coalesce;
+pub mod faults;
 pub mod gateway;
 pub mod http_api;
 pub mod limiter;

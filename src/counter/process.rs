@@ -15,12 +15,15 @@ use tokio::net::TcpListener;
 use crate::admin::{self, AdminOptions};
 use crate::counter::cache::ReadCache;
 use crate::counter::client_pool::{ServicePool, ServicePoolConfig};
+use crate::counter::faults::GatewayFaults;
 use crate::counter::gateway::Gateway;
-use crate::counter::http_api::{self, Backend};
+use crate::counter::http_api::{self, ApiOptions, Backend};
 use crate::counter::limiter::RateLimiter;
 use crate::counter::model::Key;
 use crate::counter::service::{self, ServeOptions};
-use crate::counter::store::{LockMode, MemoryConfig, MemoryStore, RedisConfig, RedisStore, Store, StoreSpec};
+use crate::counter::store::{
+    Backend as StoreBackend, LockMode, MemoryConfig, MemoryStore, RedisConfig, RedisStore, Store, StoreSpec,
+};
 use crate::counter::write_buffer::{WriteBuffer, WriteBufferConfig};
 use crate::shutdown::{Shutdown, DRAIN_DEADLINE};
 
@@ -51,6 +54,10 @@ pub struct StoreConfig {
     pub dedup_ttl: Duration,
     /// Counters set at start (`--seed resource/type=value`).
     pub seed: Vec<(Key, i64)>,
+    /// CPU work under the memory store's lock per increment (`--store-work`).
+    pub work_under_lock: Duration,
+    /// Added to every store operation (`--store-delay`).
+    pub delay: Option<Duration>,
 }
 
 impl Default for StoreConfig {
@@ -61,6 +68,8 @@ impl Default for StoreConfig {
             redis_pool: 8,
             dedup_ttl: Duration::from_secs(600),
             seed: Vec::new(),
+            work_under_lock: Duration::ZERO,
+            delay: None,
         }
     }
 }
@@ -89,6 +98,8 @@ pub struct GatewayConfig {
     pub write_buffer: Option<WriteBufferConfig>,
     /// Requests per second per client (`--rate-limit`).
     pub rate_limit: Option<f64>,
+    /// The lab's deliberate mistakes (`--fault-*`).
+    pub faults: GatewayFaults,
 }
 
 #[derive(Debug, Clone)]
@@ -117,13 +128,14 @@ async fn bind_admin(role: &str, config: &AdminConfig) -> Result<(TcpListener, ax
 }
 
 async fn open_store(config: &StoreConfig) -> Result<Arc<Store>, StartError> {
-    let store = match &config.spec {
-        StoreSpec::Memory => Store::Memory(MemoryStore::new(MemoryConfig {
+    let backend = match &config.spec {
+        StoreSpec::Memory => StoreBackend::Memory(MemoryStore::new(MemoryConfig {
             lock: config.lock,
             dedup_ttl: config.dedup_ttl,
+            work_under_lock: config.work_under_lock,
             ..MemoryConfig::default()
         })),
-        StoreSpec::Redis(url) => Store::Redis(
+        StoreSpec::Redis(url) => StoreBackend::Redis(
             RedisStore::connect(RedisConfig {
                 url: url.clone(),
                 pool_size: config.redis_pool,
@@ -133,6 +145,7 @@ async fn open_store(config: &StoreConfig) -> Result<Arc<Store>, StartError> {
             .await?,
         ),
     };
+    let store = Store::new(backend, config.delay);
     for (key, value) in &config.seed {
         store.seed(key, *value).await?;
     }
@@ -214,7 +227,10 @@ pub async fn run_gateway(config: GatewayConfig, shutdown: Shutdown) -> Result<()
     let gateway = Arc::new(Gateway { pool: pool.clone(), cache, buffer: buffer.clone() });
     let http = bind("gateway", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("gateway", &config.admin).await?;
-    let http_task = spawn_http("http.server", http, http_api::router(Backend::Remote(gateway), limiter), &shutdown);
+    let http_task = spawn_http("http.server", http, http_api::router(
+            Backend::Remote(gateway),
+            ApiOptions { limiter, faults: config.faults.any().then(|| Arc::new(config.faults.clone())) },
+        ), &shutdown);
     let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     // Leave the write buffer time to flush what the drained requests handed it.
     let flush_time = if buffer.is_some() { Duration::from_secs(3) } else { Duration::ZERO };
@@ -230,7 +246,7 @@ pub async fn run_monolith(config: MonolithConfig, shutdown: Shutdown) -> Result<
     let store = open_store(&config.store).await?;
     let http = bind("monolith", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("monolith", &config.admin).await?;
-    let http_task = spawn_http("http.server", http, http_api::router(Backend::Local(store), None), &shutdown);
+    let http_task = spawn_http("http.server", http, http_api::router(Backend::Local(store), ApiOptions::default()), &shutdown);
     let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     drain(&shutdown, vec![http_task, admin_task], DRAIN_DEADLINE).await;
     Ok(())

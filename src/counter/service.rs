@@ -13,6 +13,7 @@ use crate::counter::proto::{
     self, counter_service_server::CounterService, counter_service_server::CounterServiceServer, BatchIncrementRequest,
     BatchIncrementResponse, GetRequest, GetResponse, IncrementRequest, IncrementResponse, OpResult,
 };
+use crate::counter::faults::Faults;
 use crate::counter::store::Store;
 use crate::metrics::red;
 
@@ -20,37 +21,6 @@ use crate::metrics::red;
 pub struct CounterRpc {
     store: Arc<Store>,
     faults: Arc<Faults>,
-}
-
-/// Failures injected on purpose, after the store applied an increment: the case retries
-/// and exactly-once exist for (the lab's retry storm, and the tests that prove a retried
-/// increment moves the counter once).
-#[derive(Debug, Default)]
-pub struct Faults {
-    /// Every Nth increment call answers UNAVAILABLE although it was applied.
-    pub fail_after_apply_every: Option<u64>,
-    /// Each increment call waits this long after applying, before answering.
-    pub delay_after_apply: Option<std::time::Duration>,
-    calls: std::sync::atomic::AtomicU64,
-}
-
-impl Faults {
-    pub fn new(fail_after_apply_every: Option<u64>, delay_after_apply: Option<std::time::Duration>) -> Self {
-        Faults { fail_after_apply_every, delay_after_apply, calls: Default::default() }
-    }
-
-    async fn after_apply(&self) -> Result<(), CounterError> {
-        if let Some(d) = self.delay_after_apply {
-            tokio::time::sleep(d).await;
-        }
-        if let Some(every) = self.fail_after_apply_every {
-            let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-            if n % every.max(1) == 0 {
-                return Err(CounterError::Unavailable("injected failure after applying (--fault-after-apply)".into()));
-            }
-        }
-        Ok(())
-    }
 }
 
 impl CounterRpc {
@@ -75,17 +45,23 @@ fn request_id_or_new(id: String) -> Result<String, CounterError> {
 }
 
 /// Times a handler and records `rpc_server_*{method,code}`.
+/// Runs in `span` (the server span, child of the caller's `traceparent`).
 async fn observed<T>(
     method: &'static str,
+    span: tracing::Span,
     f: impl std::future::Future<Output = Result<T, CounterError>>,
 ) -> Result<Response<T>, Status> {
+    use tracing::Instrument;
     let started = Instant::now();
-    let result = f.await.map(Response::new).map_err(|e| proto::to_status(&e));
+    let result = f.instrument(span.clone()).await.map(Response::new).map_err(|e| proto::to_status(&e));
     let code = match &result {
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),
     };
-    red::rpc_server(method, proto::code_label(code), started.elapsed());
+    span.in_scope(|| {
+        crate::telemetry::record_grpc_status(&span, code as i32);
+        red::rpc_server(method, proto::code_label(code), started.elapsed());
+    });
     result
 }
 
@@ -102,14 +78,19 @@ impl CounterRpc {
 #[tonic::async_trait]
 impl CounterService for CounterRpc {
     async fn increment(&self, request: Request<IncrementRequest>) -> Result<Response<IncrementResponse>, Status> {
-        observed("Increment", self.apply_one(request.into_inner())).await
+        observed(
+            "Increment",
+            crate::telemetry::grpc_server_span("Increment", request.metadata()),
+            self.apply_one(request.into_inner()),
+        )
+        .await
     }
 
     async fn batch_increment(
         &self,
         request: Request<BatchIncrementRequest>,
     ) -> Result<Response<BatchIncrementResponse>, Status> {
-        observed("BatchIncrement", async {
+        observed("BatchIncrement", crate::telemetry::grpc_server_span("BatchIncrement", request.metadata()), async {
             let req = request.into_inner();
             check_batch_len(req.operations.len())?;
             // Validate everything before applying anything: a bad batch changes nothing.
@@ -138,7 +119,7 @@ impl CounterService for CounterRpc {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        observed("Get", async {
+        observed("Get", crate::telemetry::grpc_server_span("Get", request.metadata()), async {
             let req = request.into_inner();
             let key = Key::new(req.resource_id, req.counter_type)?;
             let value = self.store.get(&key).await?;

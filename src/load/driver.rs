@@ -100,8 +100,13 @@ struct Ctx {
     mix: Mix,
     /// Operations per request (1, or the batch size for batches).
     ops: u64,
+    /// How a batch body ends: with `"async": false` or `true`.
+    batch_suffix: &'static str,
     keys: u64,
     prefix: String,
+    /// Request ids are `{run_id}-{seq}`: unique across runs even when a prefix is reused (the
+    /// service applies each id once, so a repeated id would be acknowledged but not counted).
+    run_id: String,
     counter_type: String,
     timeout: Duration,
     uri_increment: Uri,
@@ -135,8 +140,10 @@ impl Ctx {
             target,
             mix: plan.mix,
             ops: if plan.mix == Mix::Batch { plan.batch_size as u64 } else { 1 },
+            batch_suffix: if plan.asynchronous { r#"],"async":true}"# } else { r#"],"async":false}"# },
             keys: u64::from(plan.keys.max(1)),
             prefix: plan.prefix.clone(),
+            run_id: LoadPlan::fresh_prefix(),
             counter_type: plan.counter_type.clone(),
             timeout: plan.timeout,
             json: HeaderValue::from_static("application/json"),
@@ -171,7 +178,7 @@ impl Ctx {
                         self.prefix, key, self.counter_type, delta
                     ));
                 }
-                body.push_str(r#"],"async":false}"#);
+                body.push_str(self.batch_suffix);
                 (Method::POST, self.uri_batch.clone(), Bytes::from(body))
             }
             Mix::Read => {
@@ -191,7 +198,7 @@ impl Ctx {
         headers.insert(HOST, self.target.host.clone());
         if has_body {
             headers.insert(CONTENT_TYPE, self.json.clone());
-            let id = format!("{}-{}", self.prefix, seq);
+            let id = format!("{}-{}", self.run_id, seq);
             headers.insert(X_REQUEST_ID.clone(), HeaderValue::try_from(id).expect("validated prefix"));
         }
         req
@@ -279,7 +286,7 @@ async fn execute(ctx: &Ctx, conn: &mut Option<Conn>, stats: &mut WorkerStats, se
     };
     if !matches!(outcome, Outcome::Status(_)) {
         *conn = None;
-    } else if outcome == Outcome::Status(200) {
+    } else if matches!(outcome, Outcome::Status(200 | 202)) {
         ctx.ack(seq, stats);
     }
     outcome
@@ -350,6 +357,43 @@ async fn join_all(handles: Vec<tokio::task::JoinHandle<WorkerStats>>) -> anyhow:
     Ok(out)
 }
 
+/// Runs the closed-loop workers like wrk does: one OS thread per core, each with its own
+/// single-threaded runtime owning a share of the connections, so a request never wakes another
+/// thread (the caller's runtime may be busy serving the target itself, as in tests).
+async fn run_closed_threads(ctx: &Arc<Ctx>, workers: usize) -> anyhow::Result<Vec<WorkerStats>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(workers);
+    let mut results = Vec::with_capacity(threads);
+    for t in 0..threads {
+        let ctx = ctx.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name(format!("pinchpoint-load-{t}"))
+            .spawn(move || {
+                let result = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .context("cannot start a load runtime")
+                    .and_then(|rt| {
+                        rt.block_on(async {
+                            let handles = (t..workers)
+                                .step_by(threads)
+                                .map(|id| tokio::spawn(closed_worker(ctx.clone(), id)))
+                                .collect();
+                            join_all(handles).await
+                        })
+                    });
+                let _ = tx.send(result);
+            })
+            .context("cannot start a load thread")?;
+        results.push(rx);
+    }
+    let mut stats = Vec::with_capacity(workers);
+    for rx in results {
+        stats.extend(rx.await.context("load thread died")??);
+    }
+    Ok(stats)
+}
+
 /// Runs `plan` against `target`.
 pub(crate) async fn drive(plan: &LoadPlan, target: Target, progress: Arc<Progress>) -> anyhow::Result<RunResult> {
     let ctx = Arc::new(Ctx::new(plan, target, progress)?);
@@ -357,8 +401,7 @@ pub(crate) async fn drive(plan: &LoadPlan, target: Target, progress: Arc<Progres
     match plan.mode {
         Mode::Closed { requests, concurrency, .. } => {
             let workers = concurrency.clamp(1, requests.max(1) as usize);
-            let handles = (0..workers).map(|id| tokio::spawn(closed_worker(ctx.clone(), id))).collect();
-            let stats = join_all(handles).await?;
+            let stats = run_closed_threads(&ctx, workers).await?;
             Ok(RunResult {
                 elapsed: start.elapsed(),
                 merged: merge(stats, false),
@@ -456,7 +499,8 @@ mod tests {
         assert_eq!(req.method(), Method::POST);
         assert_eq!(req.uri(), "/base/api/v1/counter/increment");
         assert_eq!(req.headers()["host"], "127.0.0.1:9");
-        assert_eq!(req.headers()["x-request-id"], "pfx-4");
+        assert_eq!(req.headers()["x-request-id"], format!("{}-4", c.run_id));
+        assert_ne!(c.run_id, ctx(Mix::Increment, 1).run_id, "request ids differ between runs");
         assert_eq!(req.headers()["content-type"], "application/json");
         let v = body_json(req).await;
         assert_eq!(v, serde_json::json!({"resource_id":"pfx-1","counter_type":"hits","delta":5}));

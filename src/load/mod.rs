@@ -81,6 +81,10 @@ pub struct LoadArgs {
     /// Operations per batch (--mix batch), 1..=1000.
     #[arg(long, default_value_t = 10)]
     pub batch_size: usize,
+    /// Send batches with `"async": true` (a gateway's write buffer answers 202 at once;
+    /// 202 counts as acknowledged).
+    #[arg(long = "async")]
+    pub asynchronous: bool,
     /// Distinct keys (resource ids) the run spreads over.
     #[arg(long, default_value_t = 100)]
     pub keys: u32,
@@ -130,6 +134,8 @@ pub struct LoadPlan {
     pub mix: Mix,
     /// Operations per batch request (only for [`Mix::Batch`]).
     pub batch_size: usize,
+    /// Batches ask for `"async": true`.
+    pub asynchronous: bool,
     /// Distinct keys: resource ids `{prefix}-0` … `{prefix}-{keys-1}`.
     pub keys: u32,
     pub prefix: String,
@@ -152,6 +158,7 @@ impl LoadPlan {
             mode: Mode::Closed { requests, concurrency, max_duration: None },
             mix: Mix::Increment,
             batch_size: 10,
+            asynchronous: false,
             keys: 100,
             prefix: Self::fresh_prefix(),
             counter_type: "hits".to_string(),
@@ -197,6 +204,7 @@ impl LoadPlan {
             mode,
             mix: args.mix,
             batch_size: args.batch_size,
+            asynchronous: args.asynchronous,
             keys: args.keys,
             prefix: args.prefix.clone().unwrap_or_else(Self::fresh_prefix),
             counter_type: args.counter_type.clone(),
@@ -211,7 +219,7 @@ impl LoadPlan {
     pub fn validate(&self) -> anyhow::Result<()> {
         driver::parse_url(&self.url)?;
         match self.mode {
-            Mode::Closed { concurrency, .. } if concurrency == 0 => {
+            Mode::Closed { concurrency: 0, .. } => {
                 anyhow::bail!("concurrency must be at least 1")
             }
             Mode::Open { rate, duration, max_in_flight } => {

@@ -18,8 +18,9 @@ pub const LABEL_CAP: usize = 200;
 /// The label value that absorbs values past [`LABEL_CAP`].
 pub const OTHER: &str = "other";
 
-/// Rate at which lock hold times are sampled: one acquisition in this many per thread.
-pub const HOLD_SAMPLE_EVERY: u32 = 16;
+/// Rate at which lock hold times are sampled: one acquisition in this many (per instance for
+/// blocking locks, per thread for async locks).
+pub const HOLD_SAMPLE_EVERY: u32 = 64;
 
 /// OpenMetrics type of a family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -136,10 +137,10 @@ spec!(
     Histogram,
     ["lock", "mode"],
     Duration,
-    "Wait of each contended acquisition (uncontended acquisitions are not timed)"
+    "Wait of each acquisition that blocked; uncontended acquisitions and those won within a short spin (well under 1us) are not timed"
 );
 spec!(LOCK_HOLD, "lock_hold_seconds", Histogram, ["lock"], Duration,
-    "Exclusive hold time, sampled: one acquisition in 16 per thread is timed, so _count is about 1/16 of acquisitions while quantiles are unbiased");
+    "Exclusive hold time, sampled: one acquisition in 64 is timed (per lock instance for blocking locks, per thread for async ones), so _count is about 1/64 of acquisitions while quantiles are unbiased");
 spec!(
     LOCK_WAITERS,
     "lock_waiters",

@@ -25,7 +25,7 @@ use prometheus_client::registry::Registry;
 pub use family::{Fam, LabelSet};
 pub use histogram::{Histogram, Snapshot, BYTE_BOUNDS, COUNT_BOUNDS, DURATION_BOUNDS_NS};
 pub use integral::{Entered, Integral};
-pub use striped::{stripe_count, stripe_index, Counter, Gauge};
+pub use striped::{stripe_count, stripe_index, Counter, Gauge, ReadTimeSum};
 
 use catalog::*;
 
@@ -118,11 +118,58 @@ pub fn with_extra_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
 /// OpenMetrics text of every family, ending in `# EOF`.
 pub fn encode() -> String {
     let g = global();
-    let mut out = String::with_capacity(64 * 1024);
-    // Writing to a String cannot fail; collectors that fail skip their part.
-    let _ = text::encode_registry(&mut out, &g.registry);
-    let _ = text::encode_registry(&mut out, &g.extra.lock());
-    let _ = text::encode_eof(&mut out);
+    // Written through the histograms' exemplar sink, so bucket lines carry trace-id exemplars.
+    histogram::encode_with_exemplars(|out| {
+        // Writing to a String cannot fail; collectors that fail skip their part.
+        let _ = text::encode_registry(out, &g.registry);
+        let _ = text::encode_registry(out, &g.extra.lock());
+        let _ = text::encode_eof(out);
+    })
+}
+
+/// Content type of [`encode_text`]'s output (the classic Prometheus text format).
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Every family in the classic Prometheus text format (0.0.4), for clients that do not speak
+/// OpenMetrics, such as `promtool check metrics`: see [`to_prometheus_text`].
+pub fn encode_text() -> String {
+    to_prometheus_text(&encode())
+}
+
+/// Rewrites OpenMetrics text as Prometheus text 0.0.4: counter families are named with their
+/// `_total` suffix (as their samples are), `# UNIT` lines and `# EOF` are dropped, `unknown`
+/// becomes `untyped`, and exemplars are removed (0.0.4 has none).
+pub fn to_prometheus_text(openmetrics: &str) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(openmetrics.len());
+    // HELP precedes TYPE in OpenMetrics; hold it until TYPE tells whether the name changes.
+    let mut help: Option<(&str, &str)> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest.split_once(' ').unwrap_or((rest, "")));
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, ty) = match ty {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), ty),
+                "unknown" => (name.to_string(), "untyped"),
+                _ => (name.to_string(), ty),
+            };
+            if let Some((_, text)) = help.take() {
+                // OpenMetrics also escapes `"` in help; 0.0.4 escapes only `\` and newlines.
+                let _ = writeln!(out, "# HELP {name} {}", text.replace("\\\"", "\""));
+            }
+            let _ = writeln!(out, "# TYPE {name} {ty}");
+            continue;
+        }
+        let sample = line.find(" # {").map_or(line, |i| &line[..i]);
+        out.push_str(sample);
+        out.push('\n');
+    }
     out
 }
 

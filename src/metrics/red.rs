@@ -5,6 +5,10 @@
 //! lookup plus a striped counter increment and a lock-free histogram observation: no lock and
 //! no shared atomic on the request path. The first call for a tuple on a thread goes to the
 //! family (a lock); label values past the cap fold into `other` there.
+//!
+//! HTTP and RPC durations carry the current span's trace id as an OpenMetrics exemplar when
+//! the span is sampled for OTLP export (see [`crate::telemetry`]); with no exporter that
+//! costs one relaxed load.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -83,7 +87,8 @@ pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
         },
     );
     count.inc();
-    hist.observe_duration(elapsed);
+    // The current span's trace id, when it is sampled for export, becomes the exemplar.
+    hist.observe_duration_traced(elapsed, crate::telemetry::sampled_trace_id());
 }
 
 fn rpc(
@@ -99,6 +104,9 @@ fn rpc(
         || {
             let f = families();
             if client {
+                // The method's retry series exists from its first call, at 0: the retry
+                // amplification (retries / requests) then reads 0 instead of "no data".
+                let _ = f.rpc_client_retries.get([method]);
                 (f.rpc_client_requests.get([method, code]), f.rpc_client_duration.get([method]))
             } else {
                 (f.rpc_server_requests.get([method, code]), f.rpc_server_duration.get([method]))
@@ -106,7 +114,8 @@ fn rpc(
         },
     );
     count.inc();
-    hist.observe_duration(elapsed);
+    // The current span's trace id, when it is sampled for export, becomes the exemplar.
+    hist.observe_duration_traced(elapsed, crate::telemetry::sampled_trace_id());
 }
 
 /// One gRPC call served; `code` in snake case (`ok`, `invalid_argument`, ...).

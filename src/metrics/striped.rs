@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use crossbeam_utils::CachePadded;
+use parking_lot::Mutex;
 use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::{MetricType, TypedMetric};
 
@@ -52,6 +53,14 @@ pub(crate) fn raw_stripe() -> usize {
         .unwrap_or(0)
 }
 
+/// A part of a counter's value kept outside its stripes and added at read time (see
+/// [`Counter::attach`]): e.g. per-instance lock acquisition counts that the lock itself
+/// protects, so the hot path needs no read-modify-write on shared memory.
+pub trait ReadTimeSum: Send + Sync {
+    /// The current raw value of this part; must never decrease.
+    fn sum(&self) -> u64;
+}
+
 /// A monotonically increasing counter split into per-CPU stripes.
 ///
 /// Cloning shares the counter. `scale` turns the raw integer into the exposed value: `1.0`
@@ -60,6 +69,8 @@ pub(crate) fn raw_stripe() -> usize {
 pub struct Counter {
     // One indirection to the stripes; the length is a power of two.
     stripes: Arc<[CachePadded<AtomicU64>]>,
+    // Parts summed at read time only; never touched by `inc`.
+    attached: Arc<Mutex<Vec<Arc<dyn ReadTimeSum>>>>,
     scale: f64,
 }
 
@@ -82,7 +93,12 @@ impl Counter {
 
     fn with_scale(scale: f64) -> Self {
         let stripes = (0..stripe_count()).map(|_| CachePadded::new(AtomicU64::new(0))).collect();
-        Self { stripes, scale }
+        Self { stripes, attached: Arc::default(), scale }
+    }
+
+    /// Adds `part` to this counter's value from now on (read time only; cold).
+    pub fn attach(&self, part: Arc<dyn ReadTimeSum>) {
+        self.attached.lock().push(part);
     }
 
     #[inline]
@@ -105,7 +121,8 @@ impl Counter {
 
     /// The raw sum (events, or nanoseconds for a seconds counter).
     pub fn get(&self) -> u64 {
-        self.stripes.iter().fold(0u64, |a, s| a.wrapping_add(s.load(Relaxed)))
+        let striped = self.stripes.iter().fold(0u64, |a, s| a.wrapping_add(s.load(Relaxed)));
+        self.attached.lock().iter().fold(striped, |a, p| a.wrapping_add(p.sum()))
     }
 
     /// The exposed value (events, or seconds).
@@ -212,6 +229,15 @@ mod tests {
             }
         });
         assert_eq!(c.get(), 4000);
+        struct Fixed(u64);
+        impl ReadTimeSum for Fixed {
+            fn sum(&self) -> u64 {
+                self.0
+            }
+        }
+        c.clone().attach(Arc::new(Fixed(5)));
+        c.attach(Arc::new(Fixed(2)));
+        assert_eq!(c.get(), 4007);
         let d = Counter::seconds();
         d.add_duration(Duration::from_millis(1500));
         assert!((d.value() - 1.5).abs() < 1e-9);

@@ -73,7 +73,7 @@ impl LeakCheck {
             if t.check == self.id {
                 out.push(LeakedTask {
                     name: t.name,
-                    site: format!("{}:{}", t.site.file(), t.site.line()),
+                    site: format!("{}:{}", super::task::short_file(t.site.file()), t.site.line()),
                     age: now.duration_since(t.spawned_at),
                     since_last_poll: t.since_last_poll(now_ns),
                 });

@@ -38,6 +38,9 @@ struct Inner {
     sampler: Sampler,
 }
 
+/// Close reasons whose `pool_closed_total` series every pool exposes from the start.
+pub const COMMON_CLOSE_REASONS: &[&str] = &["idle", "error", "per-request", "shutdown"];
+
 /// A pool's probe. Cheap to clone (an `Arc`); every clone reports into the same series.
 #[derive(Clone)]
 pub struct PoolProbe {
@@ -65,7 +68,9 @@ impl PoolProbe {
             in_use_seconds: f.pool_in_use_seconds.get([name]),
             opened: f.pool_opened.get([name]),
             open_time: f.pool_open.get([name]),
-            closed: RwLock::new(Vec::new()),
+            // The common reasons exist from the start, at 0, so churn reads 0 rather than
+            // "no data" until the first close; other reasons appear on first use.
+            closed: RwLock::new(COMMON_CLOSE_REASONS.iter().map(|&r| (r, f.pool_closed.get([name, r]))).collect()),
             sampler: Sampler::new(format!("pool:{name}")),
         });
         inner.max_size.set(max_size as i64);

@@ -73,7 +73,23 @@ impl TaskState {
 }
 
 fn site_label(l: &Location<'_>) -> String {
-    format!("{}:{}", l.file(), l.line())
+    format!("{}:{}", short_file(l.file()), l.line())
+}
+
+/// A spawn site's file, short: a dependency's path starts at its crate directory
+/// (`hyper-util-0.1.21/src/rt/tokio.rs`, not `/root/.cargo/registry/src/index.crates.io-…/hyper-util-0.1.21/…`);
+/// git dependencies start at their checkout directory; project paths stay as they are.
+pub(crate) fn short_file(file: &str) -> &str {
+    for (marker, skip_index_dir) in [("registry/src/", true), ("git/checkouts/", false)] {
+        for sep in ['/', '\\'] {
+            let marker = if sep == '/' { marker.to_string() } else { marker.replace('/', "\\") };
+            if let Some(i) = file.find(&marker) {
+                let rest = &file[i + marker.len()..];
+                return if skip_index_dir { rest.split_once(sep).map_or(rest, |(_, r)| r) } else { rest };
+            }
+        }
+    }
+    file
 }
 
 /// A sharded map; the shard lock is taken at spawn and finish only.
@@ -214,9 +230,29 @@ where
     let state = new_state(name, site);
     registry().tracked.shard(&id).lock().insert(id, state.clone());
     let _ = SPAWNING_TRACKED.try_with(|s| s.set(true));
-    let handle = tokio::spawn(Tracked { fut, state, id });
+    let handle = spawn_named(name, Tracked { fut, state, id });
     let _ = SPAWNING_TRACKED.try_with(|s| s.set(false));
     handle
+}
+
+/// `tokio::spawn`, naming the task for tokio-console (task names need `tokio_unstable`,
+/// like the runtime hooks this module relies on).
+#[track_caller]
+fn spawn_named<F>(name: Option<&'static str>, fut: F) -> JoinHandle<F::Output>
+where
+    F: Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    // `tokio::task::Builder` exists only with tokio's `tracing` feature, which the `console`
+    // feature (console-subscriber) turns on; without it tokio-console is not there to show names.
+    #[cfg(feature = "console")]
+    if let Some(name) = name {
+        // Fails only outside a runtime, where tokio::spawn panics too.
+        return tokio::task::Builder::new().name(name).spawn(fut).expect("spawn inside a Tokio runtime");
+    }
+    #[cfg(not(feature = "console"))]
+    let _ = name;
+    tokio::spawn(fut)
 }
 
 /// The wrapper future of a tracked task.
@@ -414,4 +450,27 @@ pub fn report(oldest: usize) -> TasksReport {
         })
         .collect();
     TasksReport { leak_threshold_seconds: leak_threshold().as_secs_f64(), by_task, oldest }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_file;
+
+    #[test]
+    fn spawn_sites_in_dependencies_start_at_the_crate_directory() {
+        assert_eq!(
+            short_file("/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/hyper-util-0.1.21/src/rt/tokio.rs"),
+            "hyper-util-0.1.21/src/rt/tokio.rs"
+        );
+        assert_eq!(
+            short_file(r"C:\Users\me\.cargo\registry\src\index.crates.io-1949cf8c6b5b557f\tokio-1.47.0\src\lib.rs"),
+            r"tokio-1.47.0\src\lib.rs"
+        );
+        assert_eq!(
+            short_file("/home/me/.cargo/git/checkouts/tonic-abc123/def456/tonic/src/x.rs"),
+            "tonic-abc123/def456/tonic/src/x.rs"
+        );
+        assert_eq!(short_file("src/counter/gateway.rs"), "src/counter/gateway.rs");
+        assert_eq!(short_file("tests/probe_tasks.rs"), "tests/probe_tasks.rs");
+    }
 }

@@ -106,12 +106,14 @@ impl WorkerPool {
         match self.shared.room.try_acquire() {
             Ok(p) => {
                 p.forget();
-                self.push(Box::pin(job));
-                Ok(())
+                self.push(Box::pin(job))
             }
-            Err(_) => {
+            Err(e) => {
                 self.shared.rejected.inc();
-                Err(SubmitError::Full)
+                Err(match e {
+                    tokio::sync::TryAcquireError::Closed => SubmitError::Closed,
+                    tokio::sync::TryAcquireError::NoPermits => SubmitError::Full,
+                })
             }
         }
     }
@@ -132,10 +134,9 @@ impl WorkerPool {
             }
         };
         match permit {
-            Ok(p) if !self.shared.closed.load(Ordering::Acquire) => {
+            Ok(p) => {
                 p.forget();
-                self.push(Box::pin(job));
-                Ok(())
+                self.push(Box::pin(job))
             }
             _ => {
                 self.shared.rejected.inc();
@@ -144,10 +145,22 @@ impl WorkerPool {
         }
     }
 
-    fn push(&self, job: Job) {
-        self.shared.queue.lock().push_back((Instant::now(), job));
+    /// Queues `job` unless the pool is closed. The check and the push happen under the queue
+    /// lock, which `shutdown` also takes to close the pool: a job is either queued before the
+    /// workers learn of the shutdown (and they drain it before exiting) or rejected.
+    fn push(&self, job: Job) -> Result<(), SubmitError> {
+        {
+            let mut queue = self.shared.queue.lock();
+            if self.shared.closed.load(Ordering::Acquire) {
+                drop(queue);
+                self.shared.rejected.inc();
+                return Err(SubmitError::Closed);
+            }
+            queue.push_back((Instant::now(), job));
+        }
         self.shared.depth.inc();
         self.shared.items.add_permits(1);
+        Ok(())
     }
 
     /// Jobs queued and not yet started.
@@ -161,7 +174,12 @@ impl WorkerPool {
 
     /// Stops accepting jobs, runs every job already queued, and waits for the workers.
     pub async fn shutdown(&self) {
-        self.shared.closed.store(true, Ordering::Release);
+        {
+            // Under the queue lock: a concurrent `push` either queued its job already or will
+            // see `closed` (see `push`).
+            let _queue = self.shared.queue.lock();
+            self.shared.closed.store(true, Ordering::Release);
+        }
         // Wake submit_wait callers (they see `closed`) and every worker (it exits once the
         // queue is empty).
         self.shared.room.close();

@@ -31,6 +31,10 @@ pub struct MemoryConfig {
     pub dedup_ttl: Duration,
     /// How many applied increments are remembered at most, over all shards.
     pub dedup_capacity: usize,
+    /// CPU work done under the shard lock with each increment (`--store-work`), standing
+    /// for what real stores do there (serialization, index upkeep). The same in both lock
+    /// modes, so global vs sharded differ only in how the work is locked.
+    pub work_under_lock: Duration,
 }
 
 impl Default for MemoryConfig {
@@ -40,6 +44,7 @@ impl Default for MemoryConfig {
             shards: DEFAULT_SHARDS,
             dedup_ttl: Duration::from_secs(600),
             dedup_capacity: 1_000_000,
+            work_under_lock: Duration::ZERO,
         }
     }
 }
@@ -52,6 +57,7 @@ struct Shard {
 pub struct MemoryStore {
     shards: Vec<Mutex<Shard>>,
     hasher: RandomState,
+    work_under_lock: Duration,
 }
 
 impl MemoryStore {
@@ -66,7 +72,7 @@ impl MemoryStore {
                 Mutex::new(name, Shard { counters: HashMap::new(), dedup: Dedup::new(config.dedup_ttl, per_shard) })
             })
             .collect();
-        MemoryStore { shards, hasher: RandomState::new() }
+        MemoryStore { shards, hasher: RandomState::new(), work_under_lock: config.work_under_lock }
     }
 
     fn shard(&self, key: &Key) -> &Mutex<Shard> {
@@ -80,6 +86,9 @@ impl MemoryStore {
         let mut shard = self.shard(&op.key).lock();
         if let Some(value) = shard.dedup.lookup(digest, now) {
             return Ok(value);
+        }
+        if !self.work_under_lock.is_zero() {
+            spin_for(self.work_under_lock);
         }
         let current = shard.counters.get(&op.key).copied().unwrap_or(0);
         let value = current.checked_add(op.delta).ok_or_else(|| CounterError::Overflow(op.key.to_string()))?;
@@ -96,6 +105,14 @@ impl MemoryStore {
 
     pub fn get(&self, key: &Key) -> i64 {
         self.shard(key).lock().counters.get(key).copied().unwrap_or(0)
+    }
+}
+
+/// Busy work for `d`: keeps the CPU (and the lock) the way real work would.
+fn spin_for(d: Duration) {
+    let until = Instant::now() + d;
+    while Instant::now() < until {
+        std::hint::spin_loop();
     }
 }
 

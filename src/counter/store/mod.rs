@@ -7,33 +7,61 @@ pub mod memory;
 pub mod pool;
 pub mod redis;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub use self::memory::{LockMode, MemoryConfig, MemoryStore};
 pub use self::redis::{RedisConfig, RedisStore};
 
 use crate::counter::model::{ApplyId, CounterError, Key, Op};
 use crate::metrics::red;
+use tracing::Instrument;
 
-pub enum Store {
+pub enum Backend {
     Memory(MemoryStore),
     Redis(RedisStore),
 }
 
+pub struct Store {
+    backend: Backend,
+    /// Added to every operation (`--store-delay`): a slow store, as a distant or busy
+    /// database would be.
+    delay: Option<Duration>,
+}
+
 impl Store {
+    pub fn new(backend: Backend, delay: Option<Duration>) -> Self {
+        Store { backend, delay }
+    }
+
+    pub fn memory(config: MemoryConfig) -> Self {
+        Store::new(Backend::Memory(MemoryStore::new(config)), None)
+    }
+
     pub fn backend(&self) -> &'static str {
-        match self {
-            Store::Memory(_) => "memory",
-            Store::Redis(_) => "redis",
+        match self.backend {
+            Backend::Memory(_) => "memory",
+            Backend::Redis(_) => "redis",
+        }
+    }
+
+    async fn slow(&self) {
+        if let Some(d) = self.delay {
+            tokio::time::sleep(d).await;
         }
     }
 
     pub async fn increment(&self, op: &Op, id: ApplyId<'_>) -> Result<i64, CounterError> {
         let started = Instant::now();
-        let r = match self {
-            Store::Memory(m) => m.increment(op, id),
-            Store::Redis(r) => r.increment(op, id).await,
-        };
+        let span = crate::telemetry::store_span(self.backend(), "increment");
+        let r = async {
+            self.slow().await;
+            match &self.backend {
+                Backend::Memory(m) => m.increment(op, id),
+                Backend::Redis(r) => r.increment(op, id).await,
+            }
+        }
+        .instrument(span)
+        .await;
         red::store_op(self.backend(), "increment", started.elapsed());
         r
     }
@@ -44,31 +72,43 @@ impl Store {
     pub async fn batch(&self, ops: &[Op], ids: &[ApplyId<'_>]) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
         assert_eq!(ops.len(), ids.len(), "one apply id per operation");
         let started = Instant::now();
-        let r = match self {
-            Store::Memory(m) => Ok(ops.iter().zip(ids).map(|(op, id)| m.increment(op, *id)).collect()),
-            Store::Redis(r) => r.batch(ops, ids).await,
-        };
+        let span = crate::telemetry::store_span(self.backend(), "batch");
+        let r = async {
+            self.slow().await;
+            match &self.backend {
+                Backend::Memory(m) => Ok(ops.iter().zip(ids).map(|(op, id)| m.increment(op, *id)).collect()),
+                Backend::Redis(r) => r.batch(ops, ids).await,
+            }
+        }
+        .instrument(span)
+        .await;
         red::store_op(self.backend(), "batch", started.elapsed());
         r
     }
 
     pub async fn get(&self, key: &Key) -> Result<i64, CounterError> {
         let started = Instant::now();
-        let r = match self {
-            Store::Memory(m) => Ok(m.get(key)),
-            Store::Redis(r) => r.get(key).await,
-        };
+        let span = crate::telemetry::store_span(self.backend(), "get");
+        let r = async {
+            self.slow().await;
+            match &self.backend {
+                Backend::Memory(m) => Ok(m.get(key)),
+                Backend::Redis(r) => r.get(key).await,
+            }
+        }
+        .instrument(span)
+        .await;
         red::store_op(self.backend(), "get", started.elapsed());
         r
     }
 
     pub async fn seed(&self, key: &Key, value: i64) -> Result<(), CounterError> {
-        match self {
-            Store::Memory(m) => {
+        match &self.backend {
+            Backend::Memory(m) => {
                 m.seed(key, value);
                 Ok(())
             }
-            Store::Redis(r) => r.seed(key, value).await,
+            Backend::Redis(r) => r.seed(key, value).await,
         }
     }
 }

@@ -1,0 +1,163 @@
+//! Task-tracking memory: bytes the probes keep per live task, and flat memory after a million
+//! spawned-and-finished tasks. Not a timing benchmark: it prints figures measured with the
+//! counting allocator installed (`harness = false`).
+//!
+//! Run: `cargo bench --bench tasks --no-default-features`
+//!
+//! For comparison, tokio-console's `console-subscriber` keeps about 48 KiB of histograms per
+//! task (poll times and scheduled times), and keeps finished tasks for an hour by default.
+
+use std::future::Future;
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+use pinchpoint::probe::alloc::{self, CountingAlloc};
+use pinchpoint::probe::{runtime, task};
+use tokio::runtime::{Builder, Runtime};
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+
+#[global_allocator]
+static GLOBAL: CountingAlloc = CountingAlloc::system();
+
+/// Live tasks per measurement.
+const LIVE: usize = 20_000;
+/// Tasks spawned and finished for the flat-memory check, in batches.
+const CHURN: usize = 1_000_000;
+const BATCH: usize = 1_000;
+
+const TRACKED_NAME: &str = "bench.tracked";
+
+fn live_bytes() -> i64 {
+    alloc::stats().expect("counting allocator installed").live_bytes as i64
+}
+
+/// Live tasks the probes track under a label matching `pred`.
+fn tracked_alive(pred: impl Fn(&str) -> bool) -> i64 {
+    task::report(0).by_task.iter().filter(|g| pred(&g.task)).map(|g| g.alive).sum()
+}
+
+fn is_ours(label: &str) -> bool {
+    label == TRACKED_NAME || label.contains("tasks.rs")
+}
+
+/// A task that parks on `gate` until released: its future is the same whichever way it is
+/// spawned, so differences in heap use are the tracking's.
+fn parked(gate: Arc<Semaphore>, started: Arc<AtomicUsize>) -> impl Future<Output = ()> + Send + 'static {
+    async move {
+        started.fetch_add(1, Relaxed);
+        let _ = gate.acquire().await;
+    }
+}
+
+/// Heap bytes per live task when `LIVE` tasks are spawned with `spawn` and parked.
+fn bytes_per_live_task(rt: &Runtime, spawn: impl Fn(Arc<Semaphore>, Arc<AtomicUsize>) -> JoinHandle<()>) -> (f64, i64) {
+    rt.block_on(async {
+        // Warm up: let the runtime, the registry shards and the label series reach their
+        // steady size first.
+        for _ in 0..2 {
+            let gate = Arc::new(Semaphore::new(0));
+            let started = Arc::new(AtomicUsize::new(0));
+            let hs: Vec<_> = (0..LIVE).map(|_| spawn(gate.clone(), started.clone())).collect();
+            gate.close();
+            for h in hs {
+                let _ = h.await;
+            }
+        }
+        let gate = Arc::new(Semaphore::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
+        let mut handles = Vec::with_capacity(LIVE);
+        let before = live_bytes();
+        for _ in 0..LIVE {
+            handles.push(spawn(gate.clone(), started.clone()));
+        }
+        while started.load(Relaxed) < LIVE {
+            tokio::task::yield_now().await;
+        }
+        let during = live_bytes();
+        let alive = tracked_alive(is_ours);
+        gate.close();
+        for h in handles {
+            let _ = h.await;
+        }
+        ((during - before) as f64 / LIVE as f64, alive)
+    })
+}
+
+/// Spawns and joins `CHURN` trivial tasks; returns (heap before, heap after, tracked alive).
+fn churn(rt: &Runtime, spawn: impl Fn(u64) -> JoinHandle<u64>) -> (i64, i64, i64, f64) {
+    rt.block_on(async {
+        let mut handles = Vec::with_capacity(BATCH);
+        for i in 0..BATCH as u64 {
+            handles.push(spawn(i));
+        }
+        for h in handles.drain(..) {
+            black_box(h.await.unwrap());
+        }
+        let before = live_bytes();
+        let t = Instant::now();
+        for b in 0..(CHURN / BATCH) as u64 {
+            for i in 0..BATCH as u64 {
+                handles.push(spawn(b * BATCH as u64 + i));
+            }
+            for h in handles.drain(..) {
+                black_box(h.await.unwrap());
+            }
+        }
+        let secs = t.elapsed().as_secs_f64();
+        let after = live_bytes();
+        (before, after, tracked_alive(is_ours), secs)
+    })
+}
+
+fn plain_runtime() -> Runtime {
+    Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+}
+
+fn hooked_runtime() -> Runtime {
+    let mut b = runtime::builder_multi_thread();
+    b.worker_threads(2);
+    b.build().unwrap()
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` would too: run either way.
+    let _ = std::env::args();
+    let plain = plain_runtime();
+    let hooked = hooked_runtime();
+
+    let (base, _) = bytes_per_live_task(&plain, |g, s| tokio::spawn(parked(g, s)));
+    let (hooked_b, hooked_alive) = bytes_per_live_task(&hooked, |g, s| tokio::spawn(parked(g, s)));
+    let (named_b, named_alive) = bytes_per_live_task(&hooked, |g, s| task::spawn(TRACKED_NAME, parked(g, s)));
+    println!("TASKMEM live tasks measured                         {LIVE}");
+    println!("TASKMEM tokio alone (no probes), bytes/live task    {base:>8.1}");
+    println!(
+        "TASKMEM tokio::spawn + hooks, bytes/live task       {hooked_b:>8.1}  tracked extra {:>6.1} B  (alive seen: {hooked_alive})",
+        hooked_b - base
+    );
+    println!(
+        "TASKMEM task::spawn(name), bytes/live task          {named_b:>8.1}  tracked extra {:>6.1} B  (alive seen: {named_alive})",
+        named_b - base
+    );
+
+    let (b0, b1, alive, secs) = churn(&hooked, |i| task::spawn(TRACKED_NAME, async move { i }));
+    println!(
+        "TASKMEM task::spawn x {CHURN}: heap before {b0} B, after {b1} B, delta {:+} B, tracked alive {alive}, {:.0} ns/task",
+        b1 - b0,
+        secs * 1e9 / CHURN as f64
+    );
+    let (b0, b1, alive, secs) = churn(&hooked, |i| tokio::spawn(async move { i }));
+    println!(
+        "TASKMEM tokio::spawn (hooks) x {CHURN}: heap before {b0} B, after {b1} B, delta {:+} B, tracked alive {alive}, {:.0} ns/task",
+        b1 - b0,
+        secs * 1e9 / CHURN as f64
+    );
+    let (b0, b1, _, secs) = churn(&plain, |i| tokio::spawn(async move { i }));
+    println!(
+        "TASKMEM tokio::spawn (no probes) x {CHURN}: heap before {b0} B, after {b1} B, delta {:+} B, {:.0} ns/task",
+        b1 - b0,
+        secs * 1e9 / CHURN as f64
+    );
+}

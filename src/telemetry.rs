@@ -1,0 +1,604 @@
+//! The one tracing set-up of every pinchpoint process: [`init`] installs a
+//! tracing-subscriber registry with
+//!
+//! - a fmt layer to **stderr** (stdout carries the `<role> <kind> listening on ADDR` lines
+//!   scripts parse), filtered by `RUST_LOG` (default `info,h2=warn,tower=warn`);
+//! - the **tokio-console** layer when asked for (`--console`, feature `console`), served on
+//!   its own thread and runtime, bound before `init` returns so `:0` works and a taken port
+//!   is an error, announced as `<role> console listening on ADDR`;
+//! - an **OTLP trace** layer (feature `otlp`) when `OTEL_EXPORTER_OTLP_ENDPOINT` or
+//!   `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` is set, honoring `OTEL_EXPORTER_OTLP_PROTOCOL`
+//!   (`grpc`, `http/protobuf`), `OTEL_SERVICE_NAME` (default `pinchpoint-<role>`),
+//!   `OTEL_TRACES_SAMPLER`/`OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*` and the other standard
+//!   exporter variables.
+//!
+//! Each layer has its own filter. The request spans of the counter system are at `debug`
+//! level under the `pinchpoint` target: the fmt layer (at `info`) never sees them, so with no
+//! exporter their callsites are disabled and cost a cached interest check. The OTLP layer
+//! takes `pinchpoint=debug` (override with `PINCHPOINT_OTEL_FILTER`, EnvFilter syntax), so
+//! the exporter's own transport (tonic, hyper, h2) is never traced into itself.
+//!
+//! The [`TelemetryGuard`] flushes buffered spans when dropped or [`TelemetryGuard::shutdown`]
+//! is called; keep it alive until the process has drained.
+//!
+//! Trace context: [`inject_grpc`] / [`grpc_server_span`] carry W3C `traceparent` in gRPC
+//! metadata, [`http_server_span`] continues a caller's `traceparent` header, and
+//! [`sampled_trace_id`] gives the metrics the trace id for OpenMetrics exemplars.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
+
+/// `RUST_LOG` when unset.
+pub const DEFAULT_FILTER: &str = "info,h2=warn,tower=warn";
+
+/// What the OTLP layer records when `PINCHPOINT_OTEL_FILTER` is unset: our own spans.
+pub const DEFAULT_OTEL_FILTER: &str = "pinchpoint=debug";
+
+/// tokio-console ports of DESIGN.md.
+pub const CONSOLE_ADDR_GATEWAY: &str = "127.0.0.1:6669";
+pub const CONSOLE_ADDR_SERVICE: &str = "127.0.0.1:6670";
+pub const CONSOLE_ADDR_MONOLITH: &str = "127.0.0.1:6669";
+
+/// The default console address of a role (`gateway`, `service`, `monolith`).
+pub fn default_console_addr(role: &str) -> SocketAddr {
+    let a = if role == "service" { CONSOLE_ADDR_SERVICE } else { CONSOLE_ADDR_GATEWAY };
+    a.parse().expect("static address")
+}
+
+/// What [`init`] sets up.
+#[derive(Debug, Clone)]
+pub struct TelemetryConfig {
+    /// `gateway`, `service`, `monolith`, ...: names the console line and the default
+    /// `service.name` (`pinchpoint-<role>`).
+    pub role: String,
+    /// Serve tokio-console on this address (`--console`, `--console-addr`).
+    pub console: Option<SocketAddr>,
+    /// Export traces when the OTLP environment variables ask for it. Off for client
+    /// commands such as `pinchpoint load`.
+    pub otlp_from_env: bool,
+}
+
+impl TelemetryConfig {
+    pub fn new(role: impl Into<String>) -> Self {
+        TelemetryConfig { role: role.into(), console: None, otlp_from_env: true }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TelemetryError {
+    #[error("cannot listen on {addr} (tokio-console): {source}; pick another --console-addr or free the port")]
+    ConsoleBind { addr: SocketAddr, source: std::io::Error },
+    #[error("--console needs the `console` cargo feature, which this build lacks")]
+    ConsoleNotBuilt,
+    #[error("OTLP export is configured ({0}) but this build lacks the `otlp` cargo feature")]
+    OtlpNotBuilt(&'static str),
+    #[error("OTLP exporter: {0}")]
+    Otlp(String),
+    #[error("bad filter: {0}")]
+    Filter(String),
+    #[error("a global tracing subscriber is already installed")]
+    AlreadyInstalled,
+}
+
+/// Keeps the exporters alive; flushes buffered spans on drop.
+#[must_use = "dropping the guard shuts the exporter down"]
+pub struct TelemetryGuard {
+    console: Option<SocketAddr>,
+    #[cfg(feature = "otlp")]
+    provider: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+    otlp: Option<String>,
+}
+
+impl std::fmt::Debug for TelemetryGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TelemetryGuard").field("console", &self.console).field("otlp", &self.otlp).finish()
+    }
+}
+
+impl TelemetryGuard {
+    /// Where tokio-console can connect, when it is on.
+    pub fn console_addr(&self) -> Option<SocketAddr> {
+        self.console
+    }
+
+    /// `grpc` or `http/protobuf` when traces are exported.
+    pub fn otlp_protocol(&self) -> Option<&str> {
+        self.otlp.as_deref()
+    }
+
+    /// Exports what is buffered and stops the exporter (at most 5 s). Call it while the Tokio
+    /// runtime still runs (the exporters' I/O runs on it), e.g. after `block_on` returned and
+    /// before the runtime is dropped.
+    pub fn shutdown(mut self) {
+        self.flush_and_stop();
+    }
+
+    fn flush_and_stop(&mut self) {
+        #[cfg(feature = "otlp")]
+        if let Some(provider) = self.provider.take() {
+            OTLP_ACTIVE.store(false, Relaxed);
+            if let Err(e) = provider.shutdown_with_timeout(std::time::Duration::from_secs(5)) {
+                eprintln!("pinchpoint: flushing spans at exit: {e}");
+            }
+        }
+    }
+}
+
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        self.flush_and_stop();
+    }
+}
+
+/// True while an OTLP exporter is installed: the hot path asks this (one relaxed load)
+/// before looking for a trace id.
+static OTLP_ACTIVE: AtomicBool = AtomicBool::new(false);
+
+/// True while spans are exported.
+#[inline]
+pub fn otlp_active() -> bool {
+    OTLP_ACTIVE.load(Relaxed)
+}
+
+type BoxedLayer = Box<dyn Layer<Registry> + Send + Sync + 'static>;
+
+/// Installs the global subscriber. Call it once, inside a Tokio runtime context
+/// (`Runtime::enter`) when OTLP may be on: the exporters do their I/O on that runtime.
+pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
+    let env_filter = match std::env::var("RUST_LOG") {
+        Ok(s) if !s.trim().is_empty() => {
+            EnvFilter::try_new(&s).map_err(|e| TelemetryError::Filter(format!("RUST_LOG={s:?}: {e}")))?
+        }
+        _ => EnvFilter::new(DEFAULT_FILTER),
+    };
+    let mut layers: Vec<BoxedLayer> = Vec::new();
+    layers.push(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(env_filter).boxed());
+
+    let console = match config.console {
+        Some(addr) => {
+            let (layer, bound) = console_layer(addr)?;
+            layers.push(layer);
+            Some(bound)
+        }
+        None => None,
+    };
+
+    #[cfg_attr(not(feature = "otlp"), allow(unused_mut))]
+    let mut guard = TelemetryGuard {
+        console,
+        #[cfg(feature = "otlp")]
+        provider: None,
+        otlp: None,
+    };
+    if config.otlp_from_env {
+        if let Some(protocol) = otlp_requested() {
+            #[cfg(feature = "otlp")]
+            {
+                let (layer, provider, protocol) = otlp::layer(&config.role, protocol)?;
+                layers.push(layer);
+                guard.provider = Some(provider);
+                guard.otlp = Some(protocol.to_string());
+            }
+            #[cfg(not(feature = "otlp"))]
+            {
+                let _ = protocol;
+                return Err(TelemetryError::OtlpNotBuilt("OTEL_EXPORTER_OTLP_ENDPOINT is set"));
+            }
+        }
+    }
+    tracing_subscriber::registry().with(layers).try_init().map_err(|_| TelemetryError::AlreadyInstalled)?;
+    #[cfg(feature = "otlp")]
+    if guard.provider.is_some() {
+        OTLP_ACTIVE.store(true, Relaxed);
+    }
+    if let Some(addr) = guard.console {
+        announce(&config.role, "console", addr);
+    }
+    Ok(guard)
+}
+
+fn announce(role: &str, what: &str, addr: SocketAddr) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{role} {what} listening on {addr}");
+    let _ = out.flush();
+}
+
+/// The protocol asked for, when the environment asks for OTLP traces at all.
+fn otlp_requested() -> Option<String> {
+    let set = |k: &str| std::env::var(k).is_ok_and(|v| !v.trim().is_empty());
+    if !(set("OTEL_EXPORTER_OTLP_ENDPOINT") || set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
+        return None;
+    }
+    if std::env::var("OTEL_SDK_DISABLED").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+        return None;
+    }
+    if std::env::var("OTEL_TRACES_EXPORTER").is_ok_and(|v| v.trim().eq_ignore_ascii_case("none")) {
+        return None;
+    }
+    let protocol = std::env::var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+        .or_else(|_| std::env::var("OTEL_EXPORTER_OTLP_PROTOCOL"))
+        .unwrap_or_else(|_| "http/protobuf".into());
+    Some(protocol.trim().to_ascii_lowercase())
+}
+
+#[cfg(feature = "console")]
+fn console_layer(addr: SocketAddr) -> Result<(BoxedLayer, SocketAddr), TelemetryError> {
+    use tracing_subscriber::filter::FilterFn;
+    // Bind here, so a taken port is an error now and `:0` has a port to print.
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| TelemetryError::ConsoleBind { addr, source })?;
+    let bound = listener.local_addr().map_err(|source| TelemetryError::ConsoleBind { addr, source })?;
+    listener.set_nonblocking(true).map_err(|source| TelemetryError::ConsoleBind { addr, source })?;
+    let (layer, server) = console_subscriber::ConsoleLayer::builder().server_addr(bound).build();
+    std::thread::Builder::new()
+        .name("console_subscriber".into())
+        .spawn(move || {
+            // The console's own server is not traced into itself.
+            let _quiet = tracing::subscriber::set_default(tracing::subscriber::NoSubscriber::default());
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("pinchpoint: tokio-console server cannot start: {e}");
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let listener = match tokio::net::TcpListener::from_std(listener) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        eprintln!("pinchpoint: tokio-console listener: {e}");
+                        return;
+                    }
+                };
+                let parts = server.into_parts();
+                let aggregate = tokio::spawn(parts.aggregator.run());
+                let incoming = tonic::transport::server::TcpIncoming::from(listener);
+                let served = tonic::transport::Server::builder()
+                    .add_service(parts.instrument_server)
+                    .serve_with_incoming(incoming)
+                    .await;
+                aggregate.abort();
+                if let Err(e) = served {
+                    eprintln!("pinchpoint: tokio-console server failed: {e}");
+                }
+            });
+        })
+        .map_err(|source| TelemetryError::ConsoleBind { addr, source })?;
+    // What console-subscriber's own `spawn()` filters to: tokio's task, resource and
+    // async-op instrumentation.
+    fn wanted(meta: &tracing::Metadata<'_>) -> bool {
+        if meta.is_event() {
+            return meta.target().starts_with("runtime") || meta.target().starts_with("tokio");
+        }
+        meta.name().starts_with("runtime.") || meta.target().starts_with("tokio")
+    }
+    let filter = FilterFn::new(wanted as for<'r, 's> fn(&'r tracing::Metadata<'s>) -> bool);
+    Ok((layer.with_filter(filter).boxed(), bound))
+}
+
+#[cfg(not(feature = "console"))]
+fn console_layer(_addr: SocketAddr) -> Result<(BoxedLayer, SocketAddr), TelemetryError> {
+    Err(TelemetryError::ConsoleNotBuilt)
+}
+
+/// The trace id of the current span when it is sampled for export: what a histogram keeps
+/// as its exemplar. `None` (after one relaxed load) when nothing is exported.
+#[inline]
+pub fn sampled_trace_id() -> Option<u128> {
+    if !otlp_active() {
+        return None;
+    }
+    #[cfg(feature = "otlp")]
+    {
+        otlp::span_trace_id(&tracing::Span::current())
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        None
+    }
+}
+
+/// The sampled trace id of `span`, if any.
+pub fn trace_id_of(span: &tracing::Span) -> Option<u128> {
+    if !otlp_active() || span.is_disabled() {
+        return None;
+    }
+    #[cfg(feature = "otlp")]
+    {
+        otlp::span_trace_id(span)
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        None
+    }
+}
+
+/// Makes `span` a child of the W3C trace context in `headers` (`traceparent`,
+/// `tracestate`), when spans are exported. Works for HTTP headers and gRPC metadata alike.
+pub fn set_parent_from_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    if !otlp_active() || span.is_disabled() {
+        return;
+    }
+    #[cfg(feature = "otlp")]
+    otlp::set_parent(span, headers);
+    #[cfg(not(feature = "otlp"))]
+    let _ = headers;
+}
+
+/// Writes `span`'s W3C trace context into `headers`, when spans are exported.
+pub fn inject_headers(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    if !otlp_active() || span.is_disabled() {
+        return;
+    }
+    #[cfg(feature = "otlp")]
+    otlp::inject(span, headers);
+    #[cfg(not(feature = "otlp"))]
+    let _ = headers;
+}
+
+/// The span of one HTTP request, continuing the caller's `traceparent` when there is one.
+/// `route` is the route template; the status is recorded later with
+/// `span.record("http.response.status_code", status)`.
+pub fn http_server_span(method: &str, route: &str, headers: &http::HeaderMap) -> tracing::Span {
+    let span = tracing::debug_span!(
+        target: "pinchpoint::http",
+        "http.request",
+        otel.name = %format_args!("{method} {route}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = %route,
+        http.response.status_code = tracing::field::Empty,
+    );
+    set_parent_from_headers(&span, headers);
+    span
+}
+
+/// The span of one gRPC call made by the gateway (one per attempt).
+pub fn grpc_client_span(method: &'static str, attempt: u32) -> tracing::Span {
+    tracing::debug_span!(
+        target: "pinchpoint::rpc",
+        "rpc.client",
+        otel.name = %format_args!("counter.v1.CounterService/{method}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = "counter.v1.CounterService",
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        attempt,
+    )
+}
+
+/// The span of one store operation (`backend` memory|redis, `op` increment|batch|get).
+pub fn store_span(backend: &'static str, op: &'static str) -> tracing::Span {
+    tracing::debug_span!(
+        target: "pinchpoint::store",
+        "store.op",
+        otel.name = %format_args!("store {op}"),
+        otel.kind = "internal",
+        db.system.name = backend,
+        db.operation.name = op,
+    )
+}
+
+/// The span of one gRPC call served, child of the caller's `traceparent` metadata.
+#[cfg(feature = "lab")]
+pub fn grpc_server_span(method: &'static str, metadata: &tonic::metadata::MetadataMap) -> tracing::Span {
+    let span = tracing::debug_span!(
+        target: "pinchpoint::rpc",
+        "rpc.server",
+        otel.name = %format_args!("counter.v1.CounterService/{method}"),
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = "counter.v1.CounterService",
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+    );
+    if otlp_active() && !span.is_disabled() {
+        // MetadataMap is a HeaderMap underneath; only the ASCII entries matter here.
+        let mut headers = http::HeaderMap::new();
+        for key in ["traceparent", "tracestate"] {
+            if let Some(v) = metadata.get(key).and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
+                headers.insert(key, v);
+            }
+        }
+        set_parent_from_headers(&span, &headers);
+    }
+    span
+}
+
+/// A gRPC request carrying `span`'s trace context in its metadata.
+#[cfg(feature = "lab")]
+pub fn grpc_request<T>(span: &tracing::Span, message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if otlp_active() && !span.is_disabled() {
+        let mut headers = http::HeaderMap::new();
+        inject_headers(span, &mut headers);
+        for (k, v) in headers.iter() {
+            if let Ok(v) = tonic::metadata::MetadataValue::try_from(v.as_bytes()) {
+                if let Ok(k) = tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()) {
+                    request.metadata_mut().insert(k, v);
+                }
+            }
+        }
+    }
+    request
+}
+
+/// The same span an outcome status: `Ok`, or `Error` with the gRPC code.
+pub fn record_grpc_status(span: &tracing::Span, code: i32) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("rpc.grpc.status_code", code);
+    if code != 0 {
+        span.record("otel.status_code", "ERROR");
+    }
+}
+
+#[cfg(feature = "otlp")]
+mod otlp {
+    use std::time::Duration;
+
+    use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+    use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+    use opentelemetry_http::{Bytes, HttpClient, HttpError, Request, Response};
+    use opentelemetry_otlp::{Protocol, WithExportConfig, WithHttpConfig};
+    use opentelemetry_sdk::propagation::TraceContextPropagator;
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use opentelemetry_sdk::Resource;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+
+    use super::{BoxedLayer, TelemetryError, DEFAULT_OTEL_FILTER};
+
+    /// The OTLP HTTP client: hyper, run on the process's Tokio runtime (the batch span
+    /// processor exports from its own thread, which has no runtime).
+    #[derive(Debug, Clone)]
+    struct RuntimeHyperClient {
+        inner: opentelemetry_http::hyper::HyperClient,
+        handle: tokio::runtime::Handle,
+    }
+
+    #[async_trait::async_trait]
+    impl HttpClient for RuntimeHyperClient {
+        async fn send_bytes(&self, request: Request<Bytes>) -> Result<Response<Bytes>, HttpError> {
+            let inner = self.inner.clone();
+            match self.handle.spawn(async move { inner.send_bytes(request).await }).await {
+                Ok(r) => r,
+                Err(e) => Err(Box::new(e)),
+            }
+        }
+    }
+
+    fn export_timeout() -> Duration {
+        ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
+            .iter()
+            .find_map(|k| std::env::var(k).ok()?.trim().parse::<u64>().ok())
+            .map_or(Duration::from_secs(10), Duration::from_millis)
+    }
+
+    pub(super) fn layer(
+        role: &str,
+        protocol: String,
+    ) -> Result<(BoxedLayer, SdkTracerProvider, &'static str), TelemetryError> {
+        let handle = tokio::runtime::Handle::try_current().map_err(|_| {
+            TelemetryError::Otlp("OTLP export needs a Tokio runtime: call telemetry::init inside Runtime::enter".into())
+        })?;
+        let (exporter, protocol) = match protocol.as_str() {
+            "grpc" => {
+                let _rt = handle.enter();
+                let e = opentelemetry_otlp::SpanExporter::builder()
+                    .with_tonic()
+                    .build()
+                    .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+                (e, "grpc")
+            }
+            "http/protobuf" => {
+                let client = RuntimeHyperClient {
+                    inner: opentelemetry_http::hyper::HyperClient::with_default_connector(export_timeout(), None),
+                    handle: handle.clone(),
+                };
+                let e = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(Protocol::HttpBinary)
+                    .with_http_client(client)
+                    .build()
+                    .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
+                (e, "http/protobuf")
+            }
+            other => {
+                return Err(TelemetryError::Otlp(format!(
+                    "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc or http/protobuf"
+                )))
+            }
+        };
+        let service_name = std::env::var("OTEL_SERVICE_NAME")
+            .ok()
+            .filter(|s| !s.trim().is_empty())
+            .unwrap_or_else(|| format!("pinchpoint-{role}"));
+        let resource = Resource::builder()
+            .with_service_name(service_name)
+            .with_attribute(opentelemetry::KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
+            .build();
+        // The sampler comes from OTEL_TRACES_SAMPLER / _ARG (the SDK's default config reads
+        // them; parentbased_always_on when unset); the batch processor from OTEL_BSP_*.
+        let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+        let tracer = provider.tracer("pinchpoint");
+        let filter = match std::env::var("PINCHPOINT_OTEL_FILTER") {
+            Ok(s) if !s.trim().is_empty() => EnvFilter::try_new(&s)
+                .map_err(|e| TelemetryError::Filter(format!("PINCHPOINT_OTEL_FILTER={s:?}: {e}")))?,
+            _ => EnvFilter::new(DEFAULT_OTEL_FILTER),
+        };
+        let layer = tracing_opentelemetry::layer().with_tracer(tracer).with_filter(filter).boxed();
+        Ok((layer, provider, protocol))
+    }
+
+    pub(super) fn span_trace_id(span: &tracing::Span) -> Option<u128> {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        (sc.is_valid() && sc.is_sampled()).then(|| u128::from_be_bytes(sc.trace_id().to_bytes()))
+    }
+
+    struct HeaderExtractor<'a>(&'a http::HeaderMap);
+
+    impl Extractor for HeaderExtractor<'_> {
+        fn get(&self, key: &str) -> Option<&str> {
+            self.0.get(key).and_then(|v| v.to_str().ok())
+        }
+        fn keys(&self) -> Vec<&str> {
+            self.0.keys().map(|k| k.as_str()).collect()
+        }
+    }
+
+    struct HeaderInjector<'a>(&'a mut http::HeaderMap);
+
+    impl Injector for HeaderInjector<'_> {
+        fn set(&mut self, key: &str, value: String) {
+            if let (Ok(k), Ok(v)) = (http::HeaderName::from_bytes(key.as_bytes()), http::HeaderValue::from_str(&value))
+            {
+                self.0.insert(k, v);
+            }
+        }
+    }
+
+    pub(super) fn set_parent(span: &tracing::Span, headers: &http::HeaderMap) {
+        if !headers.contains_key("traceparent") {
+            return;
+        }
+        let parent = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+        if parent.span().span_context().is_valid() {
+            let _ = span.set_parent(parent);
+        }
+    }
+
+    pub(super) fn inject(span: &tracing::Span, headers: &mut http::HeaderMap) {
+        let cx = span.context();
+        TraceContextPropagator::new().inject_context(&cx, &mut HeaderInjector(headers));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_console_ports_follow_design() {
+        assert_eq!(default_console_addr("gateway").port(), 6669);
+        assert_eq!(default_console_addr("monolith").port(), 6669);
+        assert_eq!(default_console_addr("service").port(), 6670);
+    }
+
+    #[test]
+    fn nothing_exported_without_a_subscriber() {
+        assert!(sampled_trace_id().is_none());
+        let span = grpc_client_span("Get", 0);
+        assert!(trace_id_of(&span).is_none());
+    }
+}

@@ -1,0 +1,310 @@
+//! OTLP traces end to end: real `pinchpoint service` and `gateway` processes export to a real
+//! OTLP receiver on loopback (grpc and http/protobuf); one HTTP request is one trace across
+//! both; the OpenMetrics exemplars name traces the receiver got; and with no OTEL variables
+//! nothing is exported and nothing extra listens.
+
+mod common;
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use prost::Message;
+
+/// One span as the receiver got it.
+#[derive(Clone, Debug)]
+struct Got {
+    service: String,
+    name: String,
+    kind: i32,
+    trace_id: String,
+    span_id: String,
+    parent: String,
+}
+
+const KIND_SERVER: i32 = 2;
+const KIND_CLIENT: i32 = 3;
+
+#[derive(Clone, Default)]
+struct Sink {
+    spans: Arc<Mutex<Vec<Got>>>,
+    exports: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Sink {
+    fn record(&self, req: ExportTraceServiceRequest) {
+        self.exports.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let mut spans = self.spans.lock().unwrap();
+        for rs in req.resource_spans {
+            let service = rs
+                .resource
+                .iter()
+                .flat_map(|r| r.attributes.iter())
+                .find(|kv| kv.key == "service.name")
+                .and_then(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                    Value::StringValue(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for ss in rs.scope_spans {
+                for s in ss.spans {
+                    spans.push(Got {
+                        service: service.clone(),
+                        name: s.name,
+                        kind: s.kind,
+                        trace_id: hex(&s.trace_id),
+                        span_id: hex(&s.span_id),
+                        parent: hex(&s.parent_span_id),
+                    });
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Vec<Got> {
+        self.spans.lock().unwrap().clone()
+    }
+
+    fn exports(&self) -> usize {
+        self.exports.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+struct GrpcReceiver(Sink);
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.0.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
+    }
+}
+
+/// An OTLP receiver on 127.0.0.1:0 speaking `protocol`; returns the endpoint URL.
+async fn receiver(protocol: &str) -> (String, Sink) {
+    let sink = Sink::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    match protocol {
+        "grpc" => {
+            let svc = TraceServiceServer::new(GrpcReceiver(sink.clone()));
+            tokio::spawn(async move {
+                tonic::transport::Server::builder()
+                    .add_service(svc)
+                    .serve_with_incoming(tonic::transport::server::TcpIncoming::from(listener))
+                    .await
+                    .unwrap();
+            });
+        }
+        "http/protobuf" => {
+            let s = sink.clone();
+            let app = axum::Router::new().route(
+                "/v1/traces",
+                axum::routing::post(move |body: axum::body::Bytes| {
+                    let s = s.clone();
+                    async move {
+                        match ExportTraceServiceRequest::decode(body) {
+                            Ok(req) => {
+                                s.record(req);
+                                let resp = ExportTraceServiceResponse { partial_success: None }.encode_to_vec();
+                                (axum::http::StatusCode::OK, [("content-type", "application/x-protobuf")], resp)
+                            }
+                            Err(_) => (
+                                axum::http::StatusCode::BAD_REQUEST,
+                                [("content-type", "text/plain")],
+                                b"not an ExportTraceServiceRequest".to_vec(),
+                            ),
+                        }
+                    }
+                }),
+            );
+            tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        }
+        other => panic!("no receiver for {other}"),
+    }
+    (format!("http://{addr}"), sink)
+}
+
+fn otel_env<'a>(endpoint: &'a str, protocol: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
+        ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
+    ]
+}
+
+/// The trace ids of the exemplars on `family`'s bucket lines.
+fn exemplar_trace_ids(text: &str, family: &str) -> HashSet<String> {
+    text.lines()
+        .filter(|l| l.starts_with(&format!("{family}_bucket{{")))
+        .filter_map(|l| {
+            let at = l.find("# {trace_id=\"")? + "# {trace_id=\"".len();
+            Some(l[at..at + 32].to_string())
+        })
+        .collect()
+}
+
+/// TCP ports `pid` listens on: its socket inodes matched against the LISTEN rows of
+/// /proc/PID/net/tcp{,6}.
+fn listening_ports(pid: u32) -> HashSet<u16> {
+    let inodes: HashSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter_map(|l| {
+            let l = l.to_string_lossy().into_owned();
+            l.strip_prefix("socket:[")?.strip_suffix(']').map(str::to_string)
+        })
+        .collect();
+    let mut ports = HashSet::new();
+    for table in ["tcp", "tcp6"] {
+        let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/net/{table}")) else { continue };
+        for row in text.lines().skip(1) {
+            let cols: Vec<&str> = row.split_whitespace().collect();
+            // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
+            if cols.len() > 9 && cols[3] == "0A" && inodes.contains(cols[9]) {
+                let port = cols[1].rsplit(':').next().unwrap();
+                ports.insert(u16::from_str_radix(port, 16).unwrap());
+            }
+        }
+    }
+    ports
+}
+
+async fn one_request_is_one_trace(protocol: &str) {
+    let (endpoint, sink) = receiver(protocol).await;
+    let env = otel_env(&endpoint, protocol);
+    let mut svc = Proc::start_with_env(&["service", "--listen", ":0", "--admin", ":0"], &["grpc", "admin"], &env);
+    let grpc = svc.grpc_url();
+    let mut gw = Proc::start_with_env(
+        &["gateway", "--listen", ":0", "--admin", ":0", "--service", &grpc, "--retries", "0"],
+        &["http", "admin"],
+        &env,
+    );
+    // An exporter is a client: nothing listens beyond the process's own ports.
+    for p in [&svc, &gw] {
+        let own: HashSet<u16> = p.addrs.values().map(|a| a.port()).collect();
+        assert_eq!(listening_ports(p.child.id()), own, "listening sockets with OTLP on");
+    }
+
+    let api = Api::new(gw.http_url());
+    let resource = fresh("otlp");
+    let (status, body) = api.increment(&resource, "views", 1, None).await;
+    assert_eq!(status, 200, "{body}");
+
+    let (http, client, server, store) = eventually(Duration::from_secs(20), "gateway and service spans", || {
+        let spans = sink.snapshot();
+        async move {
+            let http = spans.iter().find(|s| {
+                s.service == "pinchpoint-gateway" && s.name == "POST /api/v1/counter/increment" && s.kind == KIND_SERVER
+            })?;
+            let client = spans.iter().find(|s| {
+                s.service == "pinchpoint-gateway"
+                    && s.kind == KIND_CLIENT
+                    && s.name == "counter.v1.CounterService/Increment"
+                    && s.trace_id == http.trace_id
+            })?;
+            let server = spans
+                .iter()
+                .find(|s| s.service == "pinchpoint-service" && s.kind == KIND_SERVER && s.trace_id == http.trace_id)?;
+            let store = spans.iter().find(|s| {
+                s.service == "pinchpoint-service" && s.name == "store increment" && s.trace_id == http.trace_id
+            })?;
+            Some((http.clone(), client.clone(), server.clone(), store.clone()))
+        }
+    })
+    .await;
+    assert_eq!(http.parent, "", "the HTTP span is the root (no traceparent was sent)");
+    assert_eq!(client.parent, http.span_id, "rpc client span is a child of the HTTP span");
+    assert_eq!(server.name, "counter.v1.CounterService/Increment");
+    assert_eq!(server.parent, client.span_id, "service's server span is a child of the gateway's client span");
+    assert_eq!(store.parent, server.span_id, "store span is a child of the server span");
+
+    // Exemplars: the duration histograms name the trace the receiver got.
+    let gw_text = scrape(&gw.admin_url()).await;
+    let ids = exemplar_trace_ids(&gw_text, "pinchpoint_http_request_duration_seconds");
+    assert!(ids.contains(&http.trace_id), "http exemplar {ids:?} should include {}", http.trace_id);
+    let ids = exemplar_trace_ids(&gw_text, "pinchpoint_rpc_client_duration_seconds");
+    assert!(ids.contains(&http.trace_id), "rpc client exemplar {ids:?}");
+    let svc_text = scrape(&svc.admin_url()).await;
+    let ids = exemplar_trace_ids(&svc_text, "pinchpoint_rpc_server_duration_seconds");
+    assert!(ids.contains(&http.trace_id), "rpc server exemplar {ids:?}");
+    // Every exemplar trace id is one the receiver got.
+    let got: HashSet<String> = sink.snapshot().into_iter().map(|s| s.trace_id).collect();
+    for text in [&gw_text, &svc_text] {
+        for family in [
+            "pinchpoint_http_request_duration_seconds",
+            "pinchpoint_rpc_client_duration_seconds",
+            "pinchpoint_rpc_server_duration_seconds",
+        ] {
+            for id in exemplar_trace_ids(text, family) {
+                assert!(got.contains(&id), "exemplar {id} on {family} names a trace the receiver never got");
+            }
+        }
+    }
+    // A caller's traceparent is continued.
+    let parent_trace = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let resp = api
+        .http
+        .get(format!("{}/api/v1/counter/{resource}/views", api.base))
+        .header("traceparent", format!("00-{parent_trace}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    // Graceful shutdown flushes what is buffered.
+    assert!(gw.terminate(Duration::from_secs(15)).success());
+    assert!(svc.terminate(Duration::from_secs(15)).success());
+    let spans = sink.snapshot();
+    let continued =
+        spans.iter().find(|s| s.service == "pinchpoint-gateway" && s.trace_id == parent_trace && s.kind == KIND_SERVER);
+    assert_eq!(continued.map(|s| s.parent.as_str()), Some("00f067aa0ba902b7"), "traceparent header continued");
+    assert!(
+        spans.iter().any(|s| s.service == "pinchpoint-service" && s.trace_id == parent_trace),
+        "the service joined the caller's trace"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_one_trace_across_gateway_and_service() {
+    one_request_is_one_trace("grpc").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_protobuf_export_one_trace_across_gateway_and_service() {
+    one_request_is_one_trace("http/protobuf").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_otel_variables_nothing_is_exported_and_nothing_extra_listens() {
+    let (_endpoint, sink) = receiver("grpc").await;
+    let mut svc = service(&[]);
+    let grpc = svc.grpc_url();
+    let mut gw = gateway(&grpc, &[]);
+    let api = Api::new(gw.http_url());
+    for _ in 0..20 {
+        let (status, _) = api.increment(&fresh("quiet"), "views", 1, None).await;
+        assert_eq!(status, 200);
+    }
+    for p in [&svc, &gw] {
+        let own: HashSet<u16> = p.addrs.values().map(|a| a.port()).collect();
+        assert_eq!(own.len(), 2);
+        assert_eq!(listening_ports(p.child.id()), own, "only the serving and admin ports listen");
+    }
+    let text = scrape(&gw.admin_url()).await;
+    assert!(!text.contains("trace_id"), "no exemplars without tracing");
+    assert!(gw.terminate(Duration::from_secs(15)).success());
+    assert!(svc.terminate(Duration::from_secs(15)).success());
+    assert_eq!(sink.exports(), 0, "nothing exported");
+}
