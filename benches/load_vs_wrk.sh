@@ -44,7 +44,7 @@ LOG=$(mktemp)
 CPU_LOG=$(mktemp)
 "$SERVER_BIN" 127.0.0.1:0 >"$LOG" &
 SERVER_PID=$!
-trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null; rm -f "$LOG" "$CPU_LOG"' EXIT
+trap 'kill "$SERVER_PID" 2>/dev/null; wait "$SERVER_PID" 2>/dev/null || true; rm -f "$LOG" "$CPU_LOG"' EXIT
 ADDR=""
 for _ in $(seq 100); do
     ADDR=$(sed -n 's/^hello_server listening on //p' "$LOG")

@@ -7,7 +7,6 @@
 //! For comparison, tokio-console's `console-subscriber` keeps about 48 KiB of histograms per
 //! task (poll times and scheduled times), and keeps finished tasks for an hour by default.
 
-use std::future::Future;
 use std::hint::black_box;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use std::sync::Arc;
@@ -22,11 +21,13 @@ use tokio::task::JoinHandle;
 #[global_allocator]
 static GLOBAL: CountingAlloc = CountingAlloc::system();
 
-/// Live tasks per measurement.
-const LIVE: usize = 20_000;
-/// Tasks spawned and finished for the flat-memory check, in batches.
-const CHURN: usize = 1_000_000;
 const BATCH: usize = 1_000;
+
+/// `cargo bench` passes `--bench`; `cargo test --all-targets` does not and gets a smaller
+/// smoke run.
+fn benching() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
 
 const TRACKED_NAME: &str = "bench.tracked";
 
@@ -45,22 +46,24 @@ fn is_ours(label: &str) -> bool {
 
 /// A task that parks on `gate` until released: its future is the same whichever way it is
 /// spawned, so differences in heap use are the tracking's.
-fn parked(gate: Arc<Semaphore>, started: Arc<AtomicUsize>) -> impl Future<Output = ()> + Send + 'static {
-    async move {
-        started.fetch_add(1, Relaxed);
-        let _ = gate.acquire().await;
-    }
+async fn parked(gate: Arc<Semaphore>, started: Arc<AtomicUsize>) {
+    started.fetch_add(1, Relaxed);
+    let _ = gate.acquire().await;
 }
 
-/// Heap bytes per live task when `LIVE` tasks are spawned with `spawn` and parked.
-fn bytes_per_live_task(rt: &Runtime, spawn: impl Fn(Arc<Semaphore>, Arc<AtomicUsize>) -> JoinHandle<()>) -> (f64, i64) {
+/// Heap bytes per live task when `live` tasks are spawned with `spawn` and parked.
+fn bytes_per_live_task(
+    rt: &Runtime,
+    live: usize,
+    spawn: impl Fn(Arc<Semaphore>, Arc<AtomicUsize>) -> JoinHandle<()>,
+) -> (f64, i64) {
     rt.block_on(async {
         // Warm up: let the runtime, the registry shards and the label series reach their
         // steady size first.
         for _ in 0..2 {
             let gate = Arc::new(Semaphore::new(0));
             let started = Arc::new(AtomicUsize::new(0));
-            let hs: Vec<_> = (0..LIVE).map(|_| spawn(gate.clone(), started.clone())).collect();
+            let hs: Vec<_> = (0..live).map(|_| spawn(gate.clone(), started.clone())).collect();
             gate.close();
             for h in hs {
                 let _ = h.await;
@@ -68,12 +71,12 @@ fn bytes_per_live_task(rt: &Runtime, spawn: impl Fn(Arc<Semaphore>, Arc<AtomicUs
         }
         let gate = Arc::new(Semaphore::new(0));
         let started = Arc::new(AtomicUsize::new(0));
-        let mut handles = Vec::with_capacity(LIVE);
+        let mut handles = Vec::with_capacity(live);
         let before = live_bytes();
-        for _ in 0..LIVE {
+        for _ in 0..live {
             handles.push(spawn(gate.clone(), started.clone()));
         }
-        while started.load(Relaxed) < LIVE {
+        while started.load(Relaxed) < live {
             tokio::task::yield_now().await;
         }
         let during = live_bytes();
@@ -82,12 +85,12 @@ fn bytes_per_live_task(rt: &Runtime, spawn: impl Fn(Arc<Semaphore>, Arc<AtomicUs
         for h in handles {
             let _ = h.await;
         }
-        ((during - before) as f64 / LIVE as f64, alive)
+        ((during - before) as f64 / live as f64, alive)
     })
 }
 
-/// Spawns and joins `CHURN` trivial tasks; returns (heap before, heap after, tracked alive).
-fn churn(rt: &Runtime, spawn: impl Fn(u64) -> JoinHandle<u64>) -> (i64, i64, i64, f64) {
+/// Spawns and joins `churn` trivial tasks; returns (heap before, heap after, tracked alive).
+fn churn(rt: &Runtime, churn: usize, spawn: impl Fn(u64) -> JoinHandle<u64>) -> (i64, i64, i64, f64) {
     rt.block_on(async {
         let mut handles = Vec::with_capacity(BATCH);
         for i in 0..BATCH as u64 {
@@ -98,7 +101,7 @@ fn churn(rt: &Runtime, spawn: impl Fn(u64) -> JoinHandle<u64>) -> (i64, i64, i64
         }
         let before = live_bytes();
         let t = Instant::now();
-        for b in 0..(CHURN / BATCH) as u64 {
+        for b in 0..(churn / BATCH) as u64 {
             for i in 0..BATCH as u64 {
                 handles.push(spawn(b * BATCH as u64 + i));
             }
@@ -123,15 +126,15 @@ fn hooked_runtime() -> Runtime {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` would too: run either way.
-    let _ = std::env::args();
+    // Live tasks per measurement; tasks spawned and finished for the flat-memory check.
+    let (live, spawned) = if benching() { (20_000, 1_000_000) } else { (2_000, 20_000) };
     let plain = plain_runtime();
     let hooked = hooked_runtime();
 
-    let (base, _) = bytes_per_live_task(&plain, |g, s| tokio::spawn(parked(g, s)));
-    let (hooked_b, hooked_alive) = bytes_per_live_task(&hooked, |g, s| tokio::spawn(parked(g, s)));
-    let (named_b, named_alive) = bytes_per_live_task(&hooked, |g, s| task::spawn(TRACKED_NAME, parked(g, s)));
-    println!("TASKMEM live tasks measured                         {LIVE}");
+    let (base, _) = bytes_per_live_task(&plain, live, |g, s| tokio::spawn(parked(g, s)));
+    let (hooked_b, hooked_alive) = bytes_per_live_task(&hooked, live, |g, s| tokio::spawn(parked(g, s)));
+    let (named_b, named_alive) = bytes_per_live_task(&hooked, live, |g, s| task::spawn(TRACKED_NAME, parked(g, s)));
+    println!("TASKMEM live tasks measured                         {live}");
     println!("TASKMEM tokio alone (no probes), bytes/live task    {base:>8.1}");
     println!(
         "TASKMEM tokio::spawn + hooks, bytes/live task       {hooked_b:>8.1}  tracked extra {:>6.1} B  (alive seen: {hooked_alive})",
@@ -142,22 +145,22 @@ fn main() {
         named_b - base
     );
 
-    let (b0, b1, alive, secs) = churn(&hooked, |i| task::spawn(TRACKED_NAME, async move { i }));
+    let (b0, b1, alive, secs) = churn(&hooked, spawned, |i| task::spawn(TRACKED_NAME, async move { i }));
     println!(
-        "TASKMEM task::spawn x {CHURN}: heap before {b0} B, after {b1} B, delta {:+} B, tracked alive {alive}, {:.0} ns/task",
+        "TASKMEM task::spawn x {spawned}: heap before {b0} B, after {b1} B, delta {:+} B, tracked alive {alive}, {:.0} ns/task",
         b1 - b0,
-        secs * 1e9 / CHURN as f64
+        secs * 1e9 / spawned as f64
     );
-    let (b0, b1, alive, secs) = churn(&hooked, |i| tokio::spawn(async move { i }));
+    let (b0, b1, alive, secs) = churn(&hooked, spawned, |i| tokio::spawn(async move { i }));
     println!(
-        "TASKMEM tokio::spawn (hooks) x {CHURN}: heap before {b0} B, after {b1} B, delta {:+} B, tracked alive {alive}, {:.0} ns/task",
+        "TASKMEM tokio::spawn (hooks) x {spawned}: heap before {b0} B, after {b1} B, delta {:+} B, tracked alive {alive}, {:.0} ns/task",
         b1 - b0,
-        secs * 1e9 / CHURN as f64
+        secs * 1e9 / spawned as f64
     );
-    let (b0, b1, _, secs) = churn(&plain, |i| tokio::spawn(async move { i }));
+    let (b0, b1, _, secs) = churn(&plain, spawned, |i| tokio::spawn(async move { i }));
     println!(
-        "TASKMEM tokio::spawn (no probes) x {CHURN}: heap before {b0} B, after {b1} B, delta {:+} B, {:.0} ns/task",
+        "TASKMEM tokio::spawn (no probes) x {spawned}: heap before {b0} B, after {b1} B, delta {:+} B, {:.0} ns/task",
         b1 - b0,
-        secs * 1e9 / CHURN as f64
+        secs * 1e9 / spawned as f64
     );
 }

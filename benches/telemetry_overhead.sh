@@ -37,6 +37,7 @@ trap cleanup EXIT
 # wait_lines FILE COUNT: waits until FILE has COUNT "listening on" lines.
 wait_lines() {
   for _ in $(seq 1 300); do
+    [ -f "$1" ] || { sleep 0.1; continue; }
     if [ "$(grep -c 'listening on' "$1" || true)" -ge "$2" ]; then return 0; fi
     sleep 0.1
   done

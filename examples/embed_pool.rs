@@ -1,100 +1,115 @@
-//! Wrapping a third-party pool with a `PoolProbe`.
+//! Wrapping a third-party pool (bb8) with a `PoolProbe`.
 //!
-//! The pattern is the same for deadpool, bb8 or a hand-written pool: call
-//! `acquire_started()` before asking the pool, report the outcome (`acquired()`,
-//! `timed_out()`, `failed()`), keep the returned `Lease` next to the pooled object so that
-//! dropping the object releases the lease, and report connection churn with `opened()` /
-//! `closed(reason)`. A tiny pool stands in for the real one here so the example needs no extra
-//! dependency; with deadpool, wrap `pool.get().await` the same way and call
-//! `probe.set_size(pool.status().size)` after each get.
+//! The pattern is the same for deadpool or a hand-written pool: call `acquire_started()`
+//! before asking the pool, report the outcome (`acquired()`, `timed_out()`, `failed()`), keep
+//! the returned `Lease` next to the pooled object so that dropping the object releases the
+//! lease, and report connection churn with `opened(dial_time)` / `closed(reason)` (here from
+//! the connection manager and the connection's `Drop`). After each get,
+//! `set_size(pool.state().connections)` keeps `pool_size` right.
 //!
 //! Run: `cargo run --example embed_pool --no-default-features`
 
+use std::ops::Deref;
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use pinchpoint::probe::pool::{Lease, PoolProbe};
-use tokio::sync::{Mutex, Semaphore};
 
-/// Stand-in for a connection.
-struct Conn(u32);
-
-/// Stand-in for a third-party pool: a semaphore and a stack of idle connections.
-struct TinyPool {
-    permits: Semaphore,
-    idle: Mutex<Vec<Conn>>,
-    next: std::sync::atomic::AtomicU32,
+/// Stand-in for a connection; reports its close to the probe.
+struct Conn {
+    id: u32,
+    probe: PoolProbe,
+    close_reason: &'static str,
 }
 
-impl TinyPool {
-    fn new(max: usize) -> Self {
-        Self { permits: Semaphore::new(max), idle: Mutex::new(Vec::new()), next: Default::default() }
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.probe.closed(self.close_reason);
     }
 }
 
-/// The instrumented pool: the third-party pool plus a probe.
+/// The bb8 connection manager: dials (and times the dial for `pool_open_seconds`).
+struct Dialer {
+    probe: PoolProbe,
+    next: AtomicU32,
+}
+
+impl bb8::ManageConnection for Dialer {
+    type Connection = Conn;
+    type Error = std::io::Error;
+
+    async fn connect(&self) -> Result<Conn, std::io::Error> {
+        let start = Instant::now();
+        tokio::time::sleep(Duration::from_millis(2)).await; // "dial + handshake"
+        self.probe.opened(start.elapsed());
+        Ok(Conn { id: self.next.fetch_add(1, Relaxed), probe: self.probe.clone(), close_reason: "idle" })
+    }
+
+    async fn is_valid(&self, _conn: &mut Conn) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        let broken = false; // a real manager checks the socket here
+        if broken {
+            conn.close_reason = "error";
+        }
+        broken
+    }
+}
+
+/// The instrumented pool: a bb8 pool plus the probe it reports into.
 struct ProbedPool {
-    pool: TinyPool,
+    pool: bb8::Pool<Dialer>,
     probe: PoolProbe,
 }
 
-/// A pooled connection; dropping it returns the connection and releases the lease.
+/// A pooled connection; dropping it returns the connection to bb8 and releases the lease.
 struct Pooled<'a> {
-    conn: Option<Conn>,
-    owner: &'a ProbedPool,
-    _permit: tokio::sync::SemaphorePermit<'a>,
+    conn: bb8::PooledConnection<'a, Dialer>,
     _lease: Lease,
 }
 
-impl Drop for Pooled<'_> {
-    fn drop(&mut self) {
-        if let Some(c) = self.conn.take() {
-            if let Ok(mut idle) = self.owner.pool.idle.try_lock() {
-                idle.push(c);
-                return;
-            }
-            self.owner.probe.closed("idle-full");
-        }
+impl Deref for Pooled<'_> {
+    type Target = Conn;
+    fn deref(&self) -> &Conn {
+        &self.conn
     }
 }
 
 impl ProbedPool {
-    fn new(name: &str, max: usize) -> Self {
-        Self { pool: TinyPool::new(max), probe: PoolProbe::new(name, max) }
+    async fn new(name: &str, max: u32, timeout: Duration) -> Self {
+        let probe = PoolProbe::new(name, max as usize);
+        let manager = Dialer { probe: probe.clone(), next: AtomicU32::new(0) };
+        let pool = bb8::Pool::builder().max_size(max).connection_timeout(timeout).build(manager).await.unwrap();
+        Self { pool, probe }
     }
 
-    async fn get(&self, timeout: Duration) -> Option<Pooled<'_>> {
+    async fn get(&self) -> Option<Pooled<'_>> {
         let acquiring = self.probe.acquire_started();
-        let permit = match tokio::time::timeout(timeout, self.pool.permits.acquire()).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => {
-                acquiring.failed();
-                return None;
-            }
-            Err(_) => {
+        let got = self.pool.get().await;
+        self.probe.set_size(self.pool.state().connections as usize);
+        match got {
+            Ok(conn) => Some(Pooled { conn, _lease: acquiring.acquired() }),
+            Err(bb8::RunError::TimedOut) => {
                 acquiring.timed_out();
-                return None;
+                None
             }
-        };
-        let idle = self.pool.idle.lock().await.pop();
-        let conn = match idle {
-            Some(c) => c,
-            None => {
-                let start = Instant::now();
-                tokio::time::sleep(Duration::from_millis(2)).await; // "dial"
-                self.probe.opened(start.elapsed());
-                Conn(self.pool.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed))
+            Err(bb8::RunError::User(_)) => {
+                acquiring.failed();
+                None
             }
-        };
-        Some(Pooled { conn: Some(conn), owner: self, _permit: permit, _lease: acquiring.acquired() })
+        }
     }
 }
 
 #[tokio::main]
 async fn main() {
-    let pool = ProbedPool::new("example.db", 2);
+    // Two connections, eight concurrent users holding one for 10 ms each: most wait.
+    let pool = ProbedPool::new("example.db", 2, Duration::from_millis(50)).await;
     let work = (0..8).map(|_| async {
-        if let Some(c) = pool.get(Duration::from_millis(50)).await {
-            let _id = c.conn.as_ref().map(|c| c.0);
+        if let Some(c) = pool.get().await {
+            let _id = c.id;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     });

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use pinchpoint::counter::balance::Balance;
 use pinchpoint::counter::breaker::BreakerConfig;
 use pinchpoint::counter::client_pool::ServicePoolConfig;
+use pinchpoint::counter::coalesce::CoalesceVia;
 use pinchpoint::counter::faults::GatewayFaults;
 use pinchpoint::counter::model::Key;
 use pinchpoint::counter::process::{self, AdminConfig, GatewayConfig, MonolithConfig, ServiceConfig, StoreConfig};
@@ -187,6 +188,9 @@ struct GatewayArgs {
     /// Group concurrent increments into one BatchIncrement per channel (group commit).
     #[arg(long)]
     coalesce: bool,
+    /// How coalesced groups travel: one BatchIncrement each, or down a StreamIncrements stream.
+    #[arg(long, default_value = "batch", value_name = "batch|stream")]
+    coalesce_via: CoalesceVia,
     /// Serve reads from a local cache for this long (e.g. 500ms).
     #[arg(long, value_parser = parse_duration)]
     cache_ttl: Option<Duration>,
@@ -369,12 +373,13 @@ async fn run(cli: Cli) -> ExitCode {
                     breaker: BreakerConfig { threshold: a.breaker_threshold.max(1), cooldown: a.breaker_cooldown },
                     health_interval: a.health_interval,
                     coalesce: a.coalesce,
+                    coalesce_via: a.coalesce_via,
                 },
                 cache_ttl: a.cache_ttl,
                 cache_capacity: a.cache_capacity,
                 write_buffer: a
                     .write_buffer
-                    .then(|| WriteBufferConfig { flush_workers: a.flush_workers, capacity: a.write_buffer_capacity }),
+                    .then_some(WriteBufferConfig { flush_workers: a.flush_workers, capacity: a.write_buffer_capacity }),
                 rate_limit: a.rate_limit,
                 faults: GatewayFaults {
                     leak_task: a.fault_leak_task,

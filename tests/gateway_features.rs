@@ -210,8 +210,17 @@ async fn write_buffer_answers_202_and_flushes_including_on_sigterm() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coalescing_sends_fewer_rpcs_and_every_caller_gets_its_own_value() {
+    coalesce_via("batch").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_over_streams_keeps_every_value_exact() {
+    coalesce_via("stream").await;
+}
+
+async fn coalesce_via(via: &str) {
     let svc = service(&[]);
-    let gw = gateway(&svc.grpc_url(), &["--coalesce", "--pool-size", "2"]);
+    let gw = gateway(&svc.grpc_url(), &["--coalesce", "--coalesce-via", via, "--pool-size", "2"]);
     let api = Api::new(gw.http_url());
     let r = fresh("coalesce");
     let mut tasks = Vec::new();

@@ -171,28 +171,30 @@ async fn submit_wait_waits_for_room() {
 async fn submit_racing_shutdown_runs_every_accepted_job() {
     use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
     for round in 0..200 {
-        let pool = Arc::new(WorkerPool::new("test.workers.race", 2, 64));
+        let pool = Arc::new(WorkerPool::new("test.workers.race", 2, 1024));
         let ran = Arc::new(AtomicUsize::new(0));
+        // Submitters keep submitting until the pool says Closed, so submits are in flight
+        // while shutdown runs.
         let submitters: Vec<_> = (0..3)
             .map(|_| {
                 let (pool, ran) = (pool.clone(), ran.clone());
                 tokio::spawn(async move {
                     let mut accepted = 0usize;
-                    for _ in 0..50 {
+                    loop {
                         let ran = ran.clone();
                         match pool.submit(async move {
                             ran.fetch_add(1, SeqCst);
                         }) {
                             Ok(()) => accepted += 1,
-                            Err(SubmitError::Closed) => break,
+                            Err(SubmitError::Closed) => return accepted,
                             Err(SubmitError::Full) => tokio::task::yield_now().await,
                         }
                     }
-                    accepted
                 })
             })
             .collect();
-        if round % 2 == 0 {
+        // Shut down while the submitters are busy.
+        while ran.load(SeqCst) < 10 * (round % 4 + 1) {
             tokio::task::yield_now().await;
         }
         pool.shutdown().await;

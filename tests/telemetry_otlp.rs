@@ -308,3 +308,39 @@ async fn without_otel_variables_nothing_is_exported_and_nothing_extra_listens() 
     assert!(svc.terminate(Duration::from_secs(15)).success());
     assert_eq!(sink.exports(), 0, "nothing exported");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn head_sampling_keeps_traces_whole() {
+    let (endpoint, sink) = receiver("grpc").await;
+    let mut env = otel_env(&endpoint, "grpc");
+    env.retain(|(k, _)| *k != "OTEL_TRACES_SAMPLER");
+    env.push(("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"));
+    env.push(("OTEL_TRACES_SAMPLER_ARG", "0.5"));
+    let mut svc = Proc::start_with_env(&["service", "--listen", ":0", "--admin", ":0"], &["grpc", "admin"], &env);
+    let grpc = svc.grpc_url();
+    let mut gw = Proc::start_with_env(
+        &["gateway", "--listen", ":0", "--admin", ":0", "--service", &grpc],
+        &["http", "admin"],
+        &env,
+    );
+    let api = Api::new(gw.http_url());
+    let n = 40;
+    for _ in 0..n {
+        let (status, _) = api.increment(&fresh("sampled"), "views", 1, None).await;
+        assert_eq!(status, 200);
+    }
+    assert!(gw.terminate(Duration::from_secs(15)).success());
+    assert!(svc.terminate(Duration::from_secs(15)).success());
+    let spans = sink.snapshot();
+    let roots: HashSet<String> = spans
+        .iter()
+        .filter(|s| s.service == "pinchpoint-gateway" && s.kind == KIND_SERVER)
+        .map(|s| s.trace_id.clone())
+        .collect();
+    assert!(!roots.is_empty() && roots.len() < n, "about half of {n} sampled, got {}", roots.len());
+    for s in spans.iter().filter(|s| s.service == "pinchpoint-service") {
+        assert!(roots.contains(&s.trace_id), "service span {s:?} belongs to a trace the gateway dropped");
+    }
+    let served: usize = spans.iter().filter(|s| s.service == "pinchpoint-service" && s.kind == KIND_SERVER).count();
+    assert_eq!(served, roots.len(), "one service server span per sampled request");
+}

@@ -19,7 +19,7 @@ use tracing::Instrument;
 
 use crate::counter::balance::{self, Balance, Candidate};
 use crate::counter::breaker::{Breaker, BreakerConfig};
-use crate::counter::coalesce::Lane;
+use crate::counter::coalesce::{CoalesceVia, Lane};
 use crate::counter::model::{CounterError, Key, Op};
 use crate::counter::proto::{self, counter_service_client::CounterServiceClient};
 use crate::counter::retry::{retriable, RetryPolicy};
@@ -44,6 +44,8 @@ pub struct ServicePoolConfig {
     pub health_interval: Duration,
     /// Group concurrent increments into one BatchIncrement per channel (group commit).
     pub coalesce: bool,
+    /// How coalesced groups travel.
+    pub coalesce_via: CoalesceVia,
 }
 
 impl Default for ServicePoolConfig {
@@ -59,6 +61,7 @@ impl Default for ServicePoolConfig {
             breaker: BreakerConfig::default(),
             health_interval: Duration::from_secs(1),
             coalesce: false,
+            coalesce_via: CoalesceVia::default(),
         }
     }
 }
@@ -442,6 +445,15 @@ impl ServicePool {
 
     pub(crate) fn lane(&self, (instance, lane): (usize, usize)) -> &Lane {
         &self.instances[instance].lanes[lane]
+    }
+
+    /// The channel a lane's stream runs on (one per lane, as lanes are per channel).
+    pub(crate) fn lane_channel(&self, (instance, lane): (usize, usize)) -> Channel {
+        let inst = &self.instances[instance];
+        match inst.channels.get(lane % inst.channels.len().max(1)) {
+            Some(c) => c.clone(),
+            None => inst.endpoint.connect_lazy(),
+        }
     }
 
     /// Refuses new calls; calls already holding a slot finish normally.

@@ -6,18 +6,53 @@
 //! under heavy load one RPC carries many requests, which is how the split system gets back
 //! toward the monolith's throughput. Each operation keeps its caller's request id, so each
 //! caller gets its own exact post-increment value and a retry is still applied once.
+//!
+//! A group goes out as one `BatchIncrement` (default) or, with `--coalesce-via stream`,
+//! down a long-lived `StreamIncrements` stream per lane (one message per operation, results
+//! in order). If a stream breaks, the unanswered operations are sent again as a batch under
+//! the same request ids, so nothing is applied twice.
 
 use std::sync::Arc;
+use std::time::Instant;
 
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::counter::client_pool::ServicePool;
 use crate::counter::model::{CounterError, Op, MAX_BATCH};
-use crate::counter::proto;
+use crate::counter::proto::{self, counter_service_client::CounterServiceClient};
+use crate::metrics::red;
+
+/// How a coalesced group travels to the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum CoalesceVia {
+    /// One BatchIncrement per group.
+    #[default]
+    Batch,
+    /// One message per operation on a StreamIncrements stream kept open per lane.
+    Stream,
+}
+
+impl std::str::FromStr for CoalesceVia {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "batch" => Ok(CoalesceVia::Batch),
+            "stream" => Ok(CoalesceVia::Stream),
+            _ => Err(format!("{s:?}: use batch or stream")),
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct Lane {
     state: parking_lot::Mutex<LaneState>,
+    /// The lane's open stream (`--coalesce-via stream`); only the lane's leader touches it.
+    stream: parking_lot::Mutex<Option<LaneStream>>,
+}
+
+struct LaneStream {
+    tx: mpsc::Sender<proto::IncrementRequest>,
+    rx: tonic::Streaming<proto::OpResult>,
 }
 
 #[derive(Default)]
@@ -46,13 +81,14 @@ pub async fn increment(pool: &Arc<ServicePool>, op: Op, request_id: String) -> R
     };
     if lead {
         let pool = pool.clone();
-        crate::probe::task::spawn("gateway.coalesce", async move { lead_lane(&pool, pool.lane(at)).await });
+        crate::probe::task::spawn("gateway.coalesce", async move { lead_lane(&pool, at).await });
     }
     rx.await.unwrap_or_else(|_| Err(CounterError::Internal("coalescing lane dropped the request".into())))
 }
 
-/// Sends the lane's queue as batches until it is empty.
-async fn lead_lane(pool: &ServicePool, lane: &Lane) {
+/// Sends the lane's queue as groups until it is empty.
+async fn lead_lane(pool: &ServicePool, at: (usize, usize)) {
+    let lane = pool.lane(at);
     loop {
         let batch: Vec<Pending> = {
             let mut s = lane.state.lock();
@@ -62,6 +98,14 @@ async fn lead_lane(pool: &ServicePool, lane: &Lane) {
             }
             let n = s.queue.len().min(MAX_BATCH);
             s.queue.drain(..n).collect()
+        };
+        let batch = if pool.config().coalesce_via == CoalesceVia::Stream {
+            match send_on_stream(pool, at, lane, batch).await {
+                Some(rest) => rest,
+                None => continue,
+            }
+        } else {
+            batch
         };
         let operations = batch
             .iter()
@@ -86,4 +130,57 @@ async fn lead_lane(pool: &ServicePool, lane: &Lane) {
             }
         }
     }
+}
+
+/// Sends the group down the lane's stream and answers each caller. Returns the operations
+/// left unanswered when the stream failed (None when all were answered).
+async fn send_on_stream(pool: &ServicePool, at: (usize, usize), lane: &Lane, batch: Vec<Pending>) -> Option<Vec<Pending>> {
+    let started = Instant::now();
+    let taken = lane.stream.lock().take();
+    let mut conn = match taken {
+        Some(c) => c,
+        None => match open_stream(pool, at).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!("cannot open an increment stream, sending a batch instead: {e}");
+                return Some(batch);
+            }
+        },
+    };
+    for p in &batch {
+        let req = proto::IncrementRequest {
+            resource_id: p.op.key.resource_id.clone(),
+            counter_type: p.op.key.counter_type.clone(),
+            delta: p.op.delta,
+            request_id: p.request_id.clone(),
+        };
+        if conn.tx.send(req).await.is_err() {
+            return Some(batch); // the stream is gone; nothing read yet, all go as a batch
+        }
+    }
+    let mut pending = batch.into_iter();
+    let deadline = pool.config().timeout;
+    while let Some(p) = pending.next() {
+        match tokio::time::timeout(deadline, conn.rx.message()).await {
+            Ok(Ok(Some(result))) => {
+                let _ = p.reply.send(result.outcome());
+            }
+            _ => {
+                red::rpc_client("StreamIncrements", "unavailable", started.elapsed());
+                // Unanswered: retried as a batch under the same request ids (applied once).
+                return Some(std::iter::once(p).chain(pending).collect());
+            }
+        }
+    }
+    red::rpc_client("StreamIncrements", "ok", started.elapsed());
+    *lane.stream.lock() = Some(conn);
+    None
+}
+
+async fn open_stream(pool: &ServicePool, at: (usize, usize)) -> Result<LaneStream, tonic::Status> {
+    let (tx, rx) = mpsc::channel(MAX_BATCH);
+    let outbound = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let mut client = CounterServiceClient::new(pool.lane_channel(at));
+    let inbound = client.stream_increments(outbound).await?.into_inner();
+    Ok(LaneStream { tx, rx: inbound })
 }

@@ -13,7 +13,6 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tracing::Instrument;
 
 use crate::counter::faults::{gateway_faults, GatewayFaults};
 use crate::counter::gateway::Gateway;
@@ -180,8 +179,9 @@ async fn record_red_metrics(req: Request, next: Next) -> Response {
     let route = route.as_deref().unwrap_or("unmatched");
     let method = req.method().clone();
     // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
-    let span = crate::telemetry::http_server_span(method.as_str(), route, req.headers());
-    let response = crate::probe::alloc::track_request(route, next.run(req)).instrument(span.clone()).await;
+    let trace = crate::telemetry::http_request_trace(method.as_str(), route, req.headers());
+    let span = trace.span.clone();
+    let response = trace.run(crate::probe::alloc::track_request(route, next.run(req))).await;
     let status = response.status().as_u16();
     // Inside the span: a sampled trace id becomes the duration histogram's exemplar.
     span.in_scope(|| {

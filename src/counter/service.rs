@@ -48,12 +48,12 @@ fn request_id_or_new(id: String) -> Result<String, CounterError> {
 /// Runs in `span` (the server span, child of the caller's `traceparent`).
 async fn observed<T>(
     method: &'static str,
-    span: tracing::Span,
+    trace: crate::telemetry::RequestTrace,
     f: impl std::future::Future<Output = Result<T, CounterError>>,
 ) -> Result<Response<T>, Status> {
-    use tracing::Instrument;
     let started = Instant::now();
-    let result = f.instrument(span.clone()).await.map(Response::new).map_err(|e| proto::to_status(&e));
+    let span = trace.span.clone();
+    let result = trace.run(f).await.map(Response::new).map_err(|e| proto::to_status(&e));
     let code = match &result {
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),
@@ -80,7 +80,7 @@ impl CounterService for CounterRpc {
     async fn increment(&self, request: Request<IncrementRequest>) -> Result<Response<IncrementResponse>, Status> {
         observed(
             "Increment",
-            crate::telemetry::grpc_server_span("Increment", request.metadata()),
+            crate::telemetry::grpc_request_trace("Increment", request.metadata()),
             self.apply_one(request.into_inner()),
         )
         .await
@@ -90,7 +90,7 @@ impl CounterService for CounterRpc {
         &self,
         request: Request<BatchIncrementRequest>,
     ) -> Result<Response<BatchIncrementResponse>, Status> {
-        observed("BatchIncrement", crate::telemetry::grpc_server_span("BatchIncrement", request.metadata()), async {
+        observed("BatchIncrement", crate::telemetry::grpc_request_trace("BatchIncrement", request.metadata()), async {
             let req = request.into_inner();
             check_batch_len(req.operations.len())?;
             // Validate everything before applying anything: a bad batch changes nothing.
@@ -119,7 +119,7 @@ impl CounterService for CounterRpc {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        observed("Get", crate::telemetry::grpc_server_span("Get", request.metadata()), async {
+        observed("Get", crate::telemetry::grpc_request_trace("Get", request.metadata()), async {
             let req = request.into_inner();
             let key = Key::new(req.resource_id, req.counter_type)?;
             let value = self.store.get(&key).await?;
@@ -145,15 +145,11 @@ impl CounterService for CounterRpc {
                 let started = Instant::now();
                 let (rid, ct) = (req.resource_id.clone(), req.counter_type.clone());
                 let result = rpc.apply_one(req).await;
-                red::rpc_server(
-                    "StreamIncrements",
-                    if result.is_ok() {
-                        "ok"
-                    } else {
-                        proto::code_label(proto::to_status(result.as_ref().unwrap_err()).code())
-                    },
-                    started.elapsed(),
-                );
+                let code = match &result {
+                    Ok(_) => "ok",
+                    Err(e) => proto::code_label(proto::to_status(e).code()),
+                };
+                red::rpc_server("StreamIncrements", code, started.elapsed());
                 Ok(match result {
                     Ok(r) => OpResult {
                         resource_id: r.resource_id,

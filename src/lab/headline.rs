@@ -85,7 +85,7 @@ pub fn figures(
             push(
                 "worker_busy_ratio",
                 format!("worker pool {pool} busy"),
-                ratio(d("pinchpoint_worker_busy_seconds_total", &f) / secs, a.sum("pinchpoint_worker_count", &f)),
+                ratio(d("pinchpoint_worker_busy_seconds_total", &f) / secs, a.sum("pinchpoint_workers", &f)),
                 "share",
             );
         }

@@ -47,7 +47,8 @@ fn qps_chart(levels: &[LevelReport]) -> String {
 
 /// Lines of p50, p95 and p99 per level (log scale: latencies span orders of magnitude).
 fn latency_chart(levels: &[LevelReport]) -> String {
-    let series: [(&str, fn(&LevelReport) -> f64); 3] = [("p50", |l| l.p50), ("p95", |l| l.p95), ("p99", |l| l.p99)];
+    type Series = (&'static str, fn(&LevelReport) -> f64);
+    let series: [Series; 3] = [("p50", |l| l.p50), ("p95", |l| l.p95), ("p99", |l| l.p99)];
     let all: Vec<f64> = levels.iter().flat_map(|l| [l.p50, l.p95, l.p99]).filter(|v| *v > 0.0).collect();
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-6).log10().floor();
     let hi = all.iter().cloned().fold(0.0, f64::max).max(1e-5).log10().ceil().max(lo + 1.0);

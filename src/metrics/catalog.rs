@@ -219,7 +219,7 @@ spec!(
 );
 
 // ---- worker pools ------------------------------------------------------------------------
-spec!(WORKER_COUNT, "worker_count", Gauge, ["pool"], None, "Workers in the worker pool");
+spec!(WORKER_COUNT, "workers", Gauge, ["pool"], None, "Workers in the worker pool (DESIGN.md: worker_count, renamed because promtool reserves _count for histograms)");
 spec!(
     WORKER_QUEUE_DEPTH,
     "worker_queue_depth",
@@ -235,7 +235,7 @@ spec!(
     Counter,
     ["pool"],
     None,
-    "Integral of busy workers over time; rate() divided by worker_count is utilization (1 = undersized)"
+    "Integral of busy workers over time; rate() divided by workers is utilization (1 = undersized)"
 );
 spec!(
     WORKER_QUEUE_WAIT,

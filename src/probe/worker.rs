@@ -3,7 +3,7 @@
 //! `submit` never waits: a full queue is an immediate [`SubmitError::Full`] (back-pressure
 //! the caller can see and count), and `submit_wait` waits for room. The pool reports its
 //! shape (workers, queue depth and capacity), how long jobs queued, busy time as an integral
-//! (`rate(worker_busy_seconds_total) / worker_count` = utilization) and job outcomes,
+//! (`rate(worker_busy_seconds_total) / workers` = utilization) and job outcomes,
 //! including panics, which are caught so one bad job does not kill a worker.
 
 use std::collections::VecDeque;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::probe::contention::{self as probe, ContentionSample};
 
-use super::{Frame, Kind, Sample, StackProfile};
+use super::{display_name, Frame, Kind, Sample, StackProfile};
 
 /// How often a capture drains new samples from the probes' ring. The ring holds
 /// [`probe::CAPACITY`] samples and a hot resource adds at most 1000/s at the default window, so
@@ -85,11 +85,61 @@ pub fn capture_blocking(duration: Duration) -> StackProfile {
     c.finish()
 }
 
+/// The waiter's frames, innermost first, without the probe's and the backtrace crate's own.
+///
+/// Cuts by source file as well as by name: in release builds (line tables only) inlined frames
+/// carry bare names (`trace`, `record`), so only their file says they are the probe's.
+fn waiter_frames(s: &ContentionSample) -> Vec<Frame> {
+    let Some(bt) = &s.waiter else {
+        return Vec::new();
+    };
+    let mut bt = bt.clone();
+    bt.resolve();
+    let frames: Vec<Frame> = bt
+        .frames()
+        .iter()
+        .flat_map(|f| f.symbols())
+        .map(|sym| {
+            let name = sym.name().map(|n| format!("{n:#}")).unwrap_or_else(|| "??".to_string());
+            let file = sym.filename().map(|p| p.to_string_lossy().into_owned());
+            Frame { function: display_name(&name, file.as_deref()), file, line: sym.lineno().unwrap_or(0) }
+        })
+        .collect();
+    let ours = |f: &Frame| {
+        let file = f.file.as_deref().unwrap_or("");
+        file.contains("/src/probe/")
+            || file.contains("/backtrace-0.")
+            || f.function.starts_with("backtrace::")
+            || f.function.contains("probe::contention::")
+            || f.function.ends_with("_slow")
+    };
+    // Standard-library frames sit between the probe's (closures, `bool::then`, drop glue).
+    let std_lib = |f: &Frame| {
+        let file = f.file.as_deref().unwrap_or("");
+        file.contains("/rustc/") || file.contains("/library/") || f.function == "??"
+    };
+    // From the leaf: the run of probe and std frames, up to the last probe frame in it. (Not
+    // the outermost probe frame overall: the allocation and task probes wrap whole requests.)
+    let mut cut = 0;
+    for (i, f) in frames.iter().enumerate() {
+        if ours(f) {
+            cut = i + 1;
+        } else if !std_lib(f) {
+            break;
+        }
+    }
+    let mut rest = &frames[cut..];
+    // The guard's drop glue, when the probe recorded the wait on release.
+    while rest.first().is_some_and(|f| f.function.contains("drop_in_place")) {
+        rest = &rest[1..];
+    }
+    rest.to_vec()
+}
+
 /// The stack of one sample, root first, ending in the resource (and holder) frame.
 pub fn stack_of(s: &ContentionSample) -> Vec<Frame> {
-    // `frames()` is innermost first with the probe's frames cut; inline frames included.
-    let mut frames: Vec<Frame> =
-        s.frames().into_iter().rev().map(|f| Frame::synthetic(super::clean_name(&f))).collect();
+    let mut frames = waiter_frames(s);
+    frames.reverse();
     frames.push(Frame::synthetic(s.resource.to_string()));
     if let Some(site) = s.holder_site {
         frames.push(Frame::synthetic(format!("held by: {}:{}", site.file(), site.line())));

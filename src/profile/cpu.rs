@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::{clean_name, Error, Frame, Kind, Sample, StackProfile};
+use super::{display_name, Error, Frame, Kind, Sample, StackProfile};
 
 /// Default sampling rate: 99 Hz, like Go and perf (not 100, to avoid lockstep with timers).
 pub const DEFAULT_HZ: u32 = 99;
@@ -106,10 +106,9 @@ impl CpuCapture {
                 .frames
                 .iter()
                 .flat_map(|symbols| symbols.iter())
-                .map(|s| Frame {
-                    function: clean_name(&s.name()),
-                    file: s.filename.as_ref().map(|p| p.to_string_lossy().into_owned()),
-                    line: s.lineno.unwrap_or(0),
+                .map(|s| {
+                    let file = s.filename.as_ref().map(|p| p.to_string_lossy().into_owned());
+                    Frame { function: display_name(&s.name(), file.as_deref()), file, line: s.lineno.unwrap_or(0) }
                 })
                 .collect();
             stack.reverse();

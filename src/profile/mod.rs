@@ -179,7 +179,50 @@ pub fn clean_name(name: &str) -> String {
             s = &s[..i];
         }
     }
-    s.replace(';', ",")
+    elide_generics(&s.replace(';', ","), MAX_GENERIC_ARGS)
+}
+
+/// A frame's display name: [`clean_name`], plus the source file's name when the symbol is a
+/// bare name. Release builds keep only line tables, where inlined frames are named without
+/// their path (`increment`, `{async_fn#0}`); `increment (memory.rs)` says where it is.
+pub fn display_name(name: &str, file: Option<&str>) -> String {
+    let clean = clean_name(name);
+    match file.and_then(|f| f.rsplit(['/', '\\']).next()).filter(|f| !f.is_empty()) {
+        Some(base) if !clean.contains("::") => format!("{clean} ({base})"),
+        _ => clean,
+    }
+}
+
+/// Generic argument lists longer than this are shown as `<…>`.
+pub const MAX_GENERIC_ARGS: usize = 60;
+
+/// Shortens `<…>` groups, innermost first, whose text is longer than `max` characters: tokio
+/// and std frames carry generic arguments of thousands of characters (a future's whole type),
+/// which make flamegraphs unreadable and captures huge. `->` is not a bracket.
+pub fn elide_generics(name: &str, max: usize) -> String {
+    let mut out = String::with_capacity(name.len());
+    // Start offsets in `out` of the open groups.
+    let mut open: Vec<usize> = Vec::new();
+    let mut prev = '\0';
+    for c in name.chars() {
+        match c {
+            '<' => {
+                out.push(c);
+                open.push(out.len());
+            }
+            '>' if prev != '-' && !open.is_empty() => {
+                let start = open.pop().unwrap_or_default();
+                if out[start..].chars().count() > max {
+                    out.truncate(start);
+                    out.push('…');
+                }
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+        prev = c;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -191,6 +234,13 @@ mod tests {
         assert_eq!(clean_name("foo::bar::h0123456789abcdef"), "foo::bar");
         assert_eq!(clean_name("foo::hello"), "foo::hello");
         assert_eq!(clean_name("<[u8; 4] as Debug>::fmt"), "<[u8, 4] as Debug>::fmt");
+        let long = "<alloc::boxed::Box<dyn core::ops::function::FnOnce<(), Output = ()> + core::marker::Send> as \
+                    core::ops::function::FnOnce<()>>::call_once";
+        assert_eq!(clean_name(long), "<alloc::boxed::Box<…> as core::ops::function::FnOnce<()>>::call_once");
+        assert_eq!(elide_generics("f<fn() -> u8>", 60), "f<fn() -> u8>");
+        assert_eq!(display_name("increment", Some("/w/src/counter/store/memory.rs")), "increment (memory.rs)");
+        assert_eq!(display_name("a::b", Some("/w/src/x.rs")), "a::b");
+        assert_eq!(display_name("main", None), "main");
     }
 
     #[test]
