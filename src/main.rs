@@ -50,6 +50,7 @@ enum Command {
     /// Reproduce the field reports' bottlenecks: each scenario under the load ladder, reported.
     Lab(pinchpoint::lab::LabArgs),
     /// Capture a CPU or contention flamegraph from a running process (or `flame diff A B`).
+    #[cfg(feature = "profiling")]
     Flame(pinchpoint::profile::cli::FlameArgs),
 }
 
@@ -329,6 +330,7 @@ async fn run(cli: Cli) -> ExitCode {
                 }
             };
         }
+        #[cfg(feature = "profiling")]
         Command::Flame(args) => {
             return match pinchpoint::profile::cli::run_cli(args).await {
                 Ok(code) => code,

@@ -90,8 +90,19 @@ fn quick_run_reports_consistent_levels_flamegraphs_and_leaves_no_process() {
 
 #[test]
 fn each_scenario_moves_its_headline_metric_against_tuned() {
-    let names = ["tuned", "dial-per-request", "single-connection", "global-lock", "task-leak", "alloc-churn", "blocking-call", "retry-storm"];
-    let mut args = vec!["--quick", "--max-levels", "3", "--no-flamegraphs"];
+    let names = [
+        "tuned",
+        "dial-per-request",
+        "single-connection",
+        "global-lock",
+        "task-leak",
+        "alloc-churn",
+        "blocking-call",
+        "retry-storm",
+    ];
+    // Heavier work under the store lock than the default 20us: in a debug build everything
+    // around the lock is slow, and the lock must still be a real part of each request.
+    let mut args = vec!["--quick", "--max-levels", "3", "--no-flamegraphs", "--store-work", "200us"];
     for n in names {
         args.extend(["--scenario", n]);
     }
@@ -102,7 +113,10 @@ fn each_scenario_moves_its_headline_metric_against_tuned() {
 
     let dial = scenario(&report, "dial-per-request");
     let opened = figure(dial, "gateway", "pool_opened_per_s", "rpc");
-    assert!(opened > 50.0 && opened > 20.0 * floor(figure(tuned, "gateway", "pool_opened_per_s", "rpc"), 1.0), "churn {opened}/s");
+    assert!(
+        opened > 50.0 && opened > 20.0 * floor(figure(tuned, "gateway", "pool_opened_per_s", "rpc"), 1.0),
+        "churn {opened}/s"
+    );
 
     let single = scenario(&report, "single-connection");
     let wait = figure(single, "gateway", "pool_wait_ms", "rpc");
@@ -111,10 +125,10 @@ fn each_scenario_moves_its_headline_metric_against_tuned() {
 
     let global = scenario(&report, "global-lock");
     let lock_wait = figure(global, "service", "lock_wait_per_s", "store.global");
-    let tuned_lock = floor(figure(tuned, "service", "lock_wait_per_s", "store.shard"), 1e-4);
-    assert!(lock_wait > 5.0 * tuned_lock, "store.global wait {lock_wait} s/s vs tuned {tuned_lock}");
+    let tuned_lock = floor(figure(tuned, "service", "lock_wait_per_s", "store.shard"), 1e-3);
+    assert!(lock_wait > 3.0 * tuned_lock, "store.global wait {lock_wait} s/s vs tuned {tuned_lock}");
     let contended = figure(global, "service", "lock_contended_share", "store.global");
-    let tuned_contended = floor(figure(tuned, "service", "lock_contended_share", "store.shard"), 1e-4);
+    let tuned_contended = floor(figure(tuned, "service", "lock_contended_share", "store.shard"), 1e-3);
     assert!(contended > 5.0 * tuned_contended, "store.global contended {contended} vs tuned {tuned_contended}");
 
     let leak = scenario(&report, "task-leak");
@@ -126,7 +140,10 @@ fn each_scenario_moves_its_headline_metric_against_tuned() {
 
     let churn = scenario(&report, "alloc-churn");
     let per_request = figure(churn, "gateway", "request_alloc_kib", "");
-    assert!(per_request > 20.0 * floor(figure(tuned, "gateway", "request_alloc_kib", ""), 1.0), "{per_request} KiB/request");
+    assert!(
+        per_request > 20.0 * floor(figure(tuned, "gateway", "request_alloc_kib", ""), 1.0),
+        "{per_request} KiB/request"
+    );
 
     let blocking = scenario(&report, "blocking-call");
     let slow = figure(blocking, "gateway", "slow_poll_share", "");

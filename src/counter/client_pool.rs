@@ -129,7 +129,8 @@ impl ServicePool {
             } else {
                 (0..pool_size).map(|_| endpoint.connect_lazy()).collect()
             };
-            let health_channel = endpoint.clone().timeout(HEALTH_TIMEOUT).connect_timeout(HEALTH_TIMEOUT).connect_lazy();
+            let health_channel =
+                endpoint.clone().timeout(HEALTH_TIMEOUT).connect_timeout(HEALTH_TIMEOUT).connect_lazy();
             instances.push(Instance {
                 url: url.clone(),
                 endpoint,
@@ -298,7 +299,7 @@ impl ServicePool {
                     inst.breaker.on_success();
                     return Ok(v);
                 }
-                Err(status) if retriable(status.code()) => {
+                Err(status) if retriable(&status) => {
                     inst.breaker.on_failure();
                     avoid = Some(i);
                     last = Some(proto::from_status(&status));

@@ -134,7 +134,12 @@ async fn lead_lane(pool: &ServicePool, at: (usize, usize)) {
 
 /// Sends the group down the lane's stream and answers each caller. Returns the operations
 /// left unanswered when the stream failed (None when all were answered).
-async fn send_on_stream(pool: &ServicePool, at: (usize, usize), lane: &Lane, batch: Vec<Pending>) -> Option<Vec<Pending>> {
+async fn send_on_stream(
+    pool: &ServicePool,
+    at: (usize, usize),
+    lane: &Lane,
+    batch: Vec<Pending>,
+) -> Option<Vec<Pending>> {
     let started = Instant::now();
     let taken = lane.stream.lock().take();
     let mut conn = match taken {

@@ -240,10 +240,15 @@ pub async fn run_gateway(config: GatewayConfig, shutdown: Shutdown) -> Result<()
     let gateway = Arc::new(Gateway { pool: pool.clone(), cache, buffer: buffer.clone() });
     let http = bind("gateway", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("gateway", &config.admin).await?;
-    let http_task = spawn_http("http.server", http, http_api::router(
+    let http_task = spawn_http(
+        "http.server",
+        http,
+        http_api::router(
             Backend::Remote(gateway),
             ApiOptions { limiter, faults: config.faults.any().then(|| Arc::new(config.faults.clone())) },
-        ), &shutdown);
+        ),
+        &shutdown,
+    );
     let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     // Leave the write buffer time to flush what the drained requests handed it.
     let flush_time = if buffer.is_some() { Duration::from_secs(3) } else { Duration::ZERO };
@@ -259,7 +264,8 @@ pub async fn run_monolith(config: MonolithConfig, shutdown: Shutdown) -> Result<
     let store = open_store(&config.store).await?;
     let http = bind("monolith", "http", config.listen).await?;
     let (admin_listener, admin_router) = bind_admin("monolith", &config.admin).await?;
-    let http_task = spawn_http("http.server", http, http_api::router(Backend::Local(store), ApiOptions::default()), &shutdown);
+    let http_task =
+        spawn_http("http.server", http, http_api::router(Backend::Local(store), ApiOptions::default()), &shutdown);
     let admin_task = spawn_http("admin.server", admin_listener, admin_router, &shutdown);
     drain(&shutdown, vec![http_task, admin_task], DRAIN_DEADLINE).await;
     Ok(())

@@ -29,9 +29,15 @@ impl RetryPolicy {
 
 /// Whether a failed call may have failed for a passing reason, so trying again (possibly
 /// on another instance) can succeed. Validation errors and overflow never are.
-pub fn retriable(code: tonic::Code) -> bool {
+///
+/// A status the service sent has no `source()`; one tonic made from a local transport
+/// failure has the error behind it. The latter is retriable whatever its code: an instance
+/// shutting down mid-call surfaces as `Internal: h2 protocol error`.
+pub fn retriable(status: &tonic::Status) -> bool {
     use tonic::Code::*;
-    matches!(code, Unavailable | DeadlineExceeded | Unknown | Cancelled | ResourceExhausted | Aborted)
+    let transport_failure = std::error::Error::source(status).is_some();
+    transport_failure
+        || matches!(status.code(), Unavailable | DeadlineExceeded | Unknown | Cancelled | ResourceExhausted | Aborted)
 }
 
 /// A cheap per-thread random number in [0, 1) (xorshift), good enough for jitter and

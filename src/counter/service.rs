@@ -8,12 +8,12 @@ use std::time::Instant;
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
 
+use crate::counter::faults::Faults;
 use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key};
 use crate::counter::proto::{
     self, counter_service_server::CounterService, counter_service_server::CounterServiceServer, BatchIncrementRequest,
     BatchIncrementResponse, GetRequest, GetResponse, IncrementRequest, IncrementResponse, OpResult,
 };
-use crate::counter::faults::Faults;
 use crate::counter::store::Store;
 use crate::metrics::red;
 

@@ -25,7 +25,8 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn parse(text: &str) -> Snapshot {
-        let samples = text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(parse_line).collect();
+        let samples =
+            text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(parse_line).collect();
         Snapshot { samples, taken_at: SystemTime::now(), text: text.to_string() }
     }
 
@@ -47,9 +48,9 @@ impl Snapshot {
     }
 
     pub fn matching<'a>(&'a self, name: &'a str, filter: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> + 'a {
-        self.samples.iter().filter(move |s| {
-            s.name == name && filter.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v))
-        })
+        self.samples
+            .iter()
+            .filter(move |s| s.name == name && filter.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v)))
     }
 
     /// Distinct values of `label` among samples named `name`.
@@ -68,7 +69,13 @@ pub fn delta(before: &Snapshot, after: &Snapshot, name: &str, filter: &[(&str, &
 
 /// The `q` quantile (0..1) of a histogram's observations between two snapshots, estimated
 /// from cumulative `_bucket` counts (upper bound of the bucket it falls in).
-pub fn quantile_between(before: &Snapshot, after: &Snapshot, hist: &str, filter: &[(&str, &str)], q: f64) -> Option<f64> {
+pub fn quantile_between(
+    before: &Snapshot,
+    after: &Snapshot,
+    hist: &str,
+    filter: &[(&str, &str)],
+    q: f64,
+) -> Option<f64> {
     let bucket = format!("{hist}_bucket");
     let mut bounds: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
     for (snap, sign) in [(after, 1.0), (before, -1.0)] {
@@ -88,7 +95,13 @@ pub fn quantile_between(before: &Snapshot, after: &Snapshot, hist: &str, filter:
 }
 
 /// Share of a histogram's observations between two snapshots that exceeded `threshold`.
-pub fn share_above(before: &Snapshot, after: &Snapshot, hist: &str, filter: &[(&str, &str)], threshold: f64) -> Option<f64> {
+pub fn share_above(
+    before: &Snapshot,
+    after: &Snapshot,
+    hist: &str,
+    filter: &[(&str, &str)],
+    threshold: f64,
+) -> Option<f64> {
     let bucket = format!("{hist}_bucket");
     let count = |snap: &Snapshot, pick: &dyn Fn(f64) -> bool| -> f64 {
         snap.matching(&bucket, filter)

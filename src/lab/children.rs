@@ -55,7 +55,10 @@ impl ChildProc {
             }
         }
         // Keep draining stdout so the child never blocks on a full pipe.
-        crate::probe::task::spawn("lab.child_stdout", async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        crate::probe::task::spawn(
+            "lab.child_stdout",
+            async move { while let Ok(Some(_)) = lines.next_line().await {} },
+        );
         Ok(ChildProc { role: role.to_string(), child, addrs })
     }
 

@@ -36,11 +36,11 @@ fn ratio(b: f64, a: f64) -> f64 {
 }
 
 pub async fn compare(a: &Scenario, b: &Scenario, opts: &LabOptions) -> anyhow::Result<CompareReport> {
-    let sys_a = match System::start(a).await? {
+    let sys_a = match System::start(a, opts).await? {
         Ok(s) => s,
         Err(Skip(why)) => anyhow::bail!("{} cannot run here: {why}", a.name),
     };
-    let sys_b = match System::start(b).await? {
+    let sys_b = match System::start(b, opts).await? {
         Ok(s) => s,
         Err(Skip(why)) => {
             sys_a.stop().await;

@@ -66,7 +66,12 @@ pub fn figures(
         }
         for lock in a.label_values("pinchpoint_lock_acquire_total", "lock") {
             let f = [("lock", lock.as_str())];
-            push("lock_wait_per_s", format!("lock {lock} wait"), Some(d("pinchpoint_lock_wait_seconds_total", &f) / secs), "s/s");
+            push(
+                "lock_wait_per_s",
+                format!("lock {lock} wait"),
+                Some(d("pinchpoint_lock_wait_seconds_total", &f) / secs),
+                "s/s",
+            );
             push(
                 "lock_contended_share",
                 format!("lock {lock} acquisitions contended"),
@@ -79,7 +84,10 @@ pub fn figures(
             push(
                 "queue_wait_ms",
                 format!("worker pool {pool} queue wait"),
-                ratio(d("pinchpoint_worker_queue_wait_seconds_sum", &f) * 1e3, d("pinchpoint_worker_queue_wait_seconds_count", &f)),
+                ratio(
+                    d("pinchpoint_worker_queue_wait_seconds_sum", &f) * 1e3,
+                    d("pinchpoint_worker_queue_wait_seconds_count", &f),
+                ),
                 "ms",
             );
             push(
@@ -90,16 +98,29 @@ pub fn figures(
             );
         }
         if a.has("pinchpoint_alloc_bytes_total") {
-            push("alloc_mb_per_s", "allocation rate".into(), Some(d("pinchpoint_alloc_bytes_total", &[]) / secs / 1e6), "MB/s");
+            push(
+                "alloc_mb_per_s",
+                "allocation rate".into(),
+                Some(d("pinchpoint_alloc_bytes_total", &[]) / secs / 1e6),
+                "MB/s",
+            );
             push(
                 "request_alloc_kib",
                 "allocated per request".into(),
-                ratio(d("pinchpoint_request_alloc_bytes_sum", &[]) / 1024.0, d("pinchpoint_request_alloc_bytes_count", &[])),
+                ratio(
+                    d("pinchpoint_request_alloc_bytes_sum", &[]) / 1024.0,
+                    d("pinchpoint_request_alloc_bytes_count", &[]),
+                ),
                 "KiB",
             );
         }
         if a.has("pinchpoint_task_leak_suspects") {
-            push("leak_suspects", "task leak suspects".into(), Some(a.sum("pinchpoint_task_leak_suspects", &[])), "tasks");
+            push(
+                "leak_suspects",
+                "task leak suspects".into(),
+                Some(a.sum("pinchpoint_task_leak_suspects", &[])),
+                "tasks",
+            );
             push("tasks_alive", "tasks alive".into(), Some(a.sum("pinchpoint_tasks_alive", &[])), "tasks");
             // Growth, not level: long-lived server tasks are alive in every process.
             push(
@@ -112,7 +133,10 @@ pub fn figures(
         push(
             "runtime_busy_ratio",
             "runtime workers busy".into(),
-            ratio(d("pinchpoint_runtime_worker_busy_seconds_total", &[]) / secs, a.sum("pinchpoint_runtime_workers", &[])),
+            ratio(
+                d("pinchpoint_runtime_worker_busy_seconds_total", &[]) / secs,
+                a.sum("pinchpoint_runtime_workers", &[]),
+            ),
             "share",
         );
         push(
@@ -129,7 +153,12 @@ pub fn figures(
                 ratio(d("pinchpoint_rpc_client_requests_total", &[]), http),
                 "x",
             );
-            push("retries_per_s", "RPC retries".into(), Some(d("pinchpoint_rpc_client_retries_total", &[]) / secs), "/s");
+            push(
+                "retries_per_s",
+                "RPC retries".into(),
+                Some(d("pinchpoint_rpc_client_retries_total", &[]) / secs),
+                "/s",
+            );
         }
     }
     out

@@ -55,7 +55,8 @@ fn latency_chart(levels: &[LevelReport]) -> String {
     let n = levels.len().max(2) as f64;
     let x = |i: usize| PAD + i as f64 * (W - 2.0 * PAD) / (n - 1.0);
     let y = |v: f64| H - PAD - (H - 2.0 * PAD) * ((v.max(1e-9).log10() - lo) / (hi - lo));
-    let mut s = format!(r#"<svg viewBox="0 0 {W} {H}" class="chart"><text x="{PAD}" y="14">latency (log scale)</text>"#);
+    let mut s =
+        format!(r#"<svg viewBox="0 0 {W} {H}" class="chart"><text x="{PAD}" y="14">latency (log scale)</text>"#);
     let mut e = lo;
     while e <= hi {
         let v = 10f64.powf(e);
@@ -72,7 +73,12 @@ fn latency_chart(levels: &[LevelReport]) -> String {
     for (k, (name, f)) in series.iter().enumerate() {
         let pts: Vec<String> = levels.iter().enumerate().map(|(i, l)| format!("{:.1},{:.1}", x(i), y(f(l)))).collect();
         let _ = write!(s, r#"<polyline points="{}" class="line l{k}"><title>{name}</title></polyline>"#, pts.join(" "));
-        let _ = write!(s, r#"<text x="{:.1}" y="{:.1}" class="lg l{k}">{name}</text>"#, W - PAD + 2.0, 30.0 + 14.0 * k as f64);
+        let _ = write!(
+            s,
+            r#"<text x="{:.1}" y="{:.1}" class="lg l{k}">{name}</text>"#,
+            W - PAD + 2.0,
+            30.0 + 14.0 * k as f64
+        );
     }
     for (i, l) in levels.iter().enumerate() {
         let _ = write!(s, r#"<text x="{:.1}" y="{:.1}">{}</text>"#, x(i) - 8.0, H - PAD + 14.0, l.level);
@@ -119,7 +125,13 @@ fn scenario_section(sc: &ScenarioReport) -> String {
     if !sc.headline.is_empty() {
         s.push_str("<h3>At the peak level</h3><table><tr><th>process</th><th>figure</th><th>value</th></tr>");
         for f in &sc.headline {
-            let _ = write!(s, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&f.process), esc(&f.label), esc(&format_value(f)));
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                esc(&f.process),
+                esc(&f.label),
+                esc(&format_value(f))
+            );
         }
         s.push_str("</table>");
     }

@@ -56,6 +56,9 @@ pub struct LabArgs {
     /// Run only the first N levels of the ladder (for tests and quick looks).
     #[arg(long, value_name = "N")]
     pub max_levels: Option<usize>,
+    /// CPU work under the store lock per increment in every scenario (service `--store-work`).
+    #[arg(long, default_value = scenario::DEFAULT_STORE_WORK, value_name = "DUR")]
+    pub store_work: String,
 }
 
 fn unknown(name: &str) -> anyhow::Error {
@@ -78,6 +81,7 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
         flamegraphs: !args.no_flamegraphs,
         verbose: true,
         max_levels: args.max_levels,
+        store_work: args.store_work.clone(),
     };
     if let Some(out) = &opts.out {
         std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
@@ -101,7 +105,8 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.scenarios.iter().map(|n| scenario::find(n).ok_or_else(|| unknown(n))).collect::<anyhow::Result<_>>()?
     };
-    let mut report = LabReport { version: env!("CARGO_PKG_VERSION"), quick: opts.quick, repeats: opts.repeats, scenarios: vec![] };
+    let mut report =
+        LabReport { version: env!("CARGO_PKG_VERSION"), quick: opts.quick, repeats: opts.repeats, scenarios: vec![] };
     for sc in &chosen {
         eprintln!("lab: {} — {}", sc.name, sc.summary);
         let r = run_scenario(sc, &opts).await.with_context(|| format!("scenario {}", sc.name))?;

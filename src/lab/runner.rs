@@ -28,6 +28,8 @@ pub struct LabOptions {
     pub verbose: bool,
     /// Run only the first N levels of the ladder.
     pub max_levels: Option<usize>,
+    /// `--store-work` of every store process (a duration like `20us`).
+    pub store_work: String,
 }
 
 impl LabOptions {
@@ -139,15 +141,19 @@ pub struct System {
 pub struct Skip(pub String);
 
 impl System {
-    pub async fn start(scenario: &Scenario) -> anyhow::Result<Result<System, Skip>> {
+    pub async fn start(scenario: &Scenario, opts: &LabOptions) -> anyhow::Result<Result<System, Skip>> {
         let common = |extra: &[&str]| -> Vec<String> {
             let mut v: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
             v.extend(["--leak-threshold".to_string(), LEAK_THRESHOLD.to_string()]);
             v
         };
+        let with_store_work = |mut v: Vec<String>| {
+            v.extend(["--store-work".to_string(), opts.store_work.clone()]);
+            v
+        };
         let system = match &scenario.topology {
             Topology::Monolith(flags) => {
-                let front = ChildProc::start("monolith", &common(flags)).await?;
+                let front = ChildProc::start("monolith", &with_store_work(common(flags))).await?;
                 System { scenario: scenario.clone(), redis: None, service: None, front, reader: Default::default() }
             }
             Topology::Split { service, gateway, redis } => {
@@ -163,7 +169,7 @@ impl System {
                 } else {
                     None
                 };
-                let mut service_args = common(service);
+                let mut service_args = with_store_work(common(service));
                 if let Some(r) = &redis {
                     service_args.extend(["--store".to_string(), r.url()]);
                 }
@@ -292,12 +298,16 @@ impl System {
         let channel = self
             .reader
             .get_or_try_init(|| async {
-                tonic::transport::Endpoint::from_shared(service.url("grpc"))?.timeout(Duration::from_secs(10)).connect().await
+                tonic::transport::Endpoint::from_shared(service.url("grpc"))?
+                    .timeout(Duration::from_secs(10))
+                    .connect()
+                    .await
             })
             .await
             .context("connect to the service for consistency reads")?;
         let request = GetRequest { resource_id: resource_id.into(), counter_type: counter_type.into() };
-        let reply = CounterServiceClient::new(channel.clone()).get(request).await.context("read a counter from the service")?;
+        let reply =
+            CounterServiceClient::new(channel.clone()).get(request).await.context("read a counter from the service")?;
         Ok(reply.into_inner().value)
     }
 }
@@ -355,7 +365,9 @@ async fn capture(admin: String, kind: &'static str, seconds: u64, path: PathBuf)
             std::fs::write(&path, &body).map_err(|e| format!("write {}: {e}", path.display()))
         }
         Ok((200, _)) => Err("empty profile".into()),
-        Ok((status, body)) => Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>())),
+        Ok((status, body)) => {
+            Err(format!("HTTP {status}: {}", String::from_utf8_lossy(&body).chars().take(200).collect::<String>()))
+        }
         Err(e) => Err(e.to_string()),
     }
 }
@@ -367,7 +379,7 @@ fn relative(path: &Path, base: Option<&Path>) -> String {
 /// Runs `scenario` end to end.
 pub async fn run_scenario(scenario: &Scenario, opts: &LabOptions) -> anyhow::Result<ScenarioReport> {
     let started = Instant::now();
-    let system = match System::start(scenario).await? {
+    let system = match System::start(scenario, opts).await? {
         Ok(s) => s,
         Err(Skip(why)) => return Ok(ScenarioReport::skipped(scenario, why)),
     };

@@ -27,12 +27,12 @@ pub struct Scenario {
     pub asynchronous: bool,
 }
 
-/// Work under the store lock per increment, the same in every scenario so that lock
-/// layout is the only thing `global-lock` changes.
-const STORE_WORK: &str = "20us";
+/// Work under the store lock per increment (`lab --store-work`), the same in every
+/// scenario so that lock layout is the only thing `global-lock` changes.
+pub const DEFAULT_STORE_WORK: &str = "20us";
 
 /// Leak suspects need a threshold shorter than a lab run.
-pub const LEAK_THRESHOLD: &str = "2s";
+pub const LEAK_THRESHOLD: &str = "500ms";
 
 const TUNED_GATEWAY: &[&str] = &["--coalesce", "--pool-size", "8"];
 
@@ -42,7 +42,7 @@ const TUNED_GATEWAY: &[&str] = &["--coalesce", "--pool-size", "8"];
 const SERVICE_THREADS: &str = "8";
 
 fn split(service: &[&'static str], gateway: &[&'static str]) -> Topology {
-    let mut s = vec!["--store-work", STORE_WORK, "--worker-threads", SERVICE_THREADS];
+    let mut s = vec!["--worker-threads", SERVICE_THREADS];
     s.extend_from_slice(service);
     Topology::Split { service: s, gateway: gateway.to_vec(), redis: false }
 }
@@ -54,7 +54,12 @@ fn scenario(name: &'static str, summary: &'static str, expect: &'static str, top
 /// Every scenario, in the order the lab runs them.
 pub fn all() -> Vec<Scenario> {
     vec![
-        scenario("tuned", "pooled channels, coalescing, sharded store", "nothing above info", split(&[], TUNED_GATEWAY)),
+        scenario(
+            "tuned",
+            "pooled channels, coalescing, sharded store",
+            "nothing above info",
+            split(&[], TUNED_GATEWAY),
+        ),
         scenario(
             "dial-per-request",
             "a new gRPC connection for every request, closed after it (the 738-QPS design)",
@@ -71,7 +76,7 @@ pub fn all() -> Vec<Scenario> {
             "global-lock",
             "one lock around the whole store, with the store's work under it",
             "lock-contention (store.global)",
-            split(&["--lock", "global"], &["--pool-size", "8"]),
+            split(&["--lock", "global"], TUNED_GATEWAY),
         ),
         Scenario {
             mix: Mix::Batch,
@@ -128,7 +133,7 @@ pub fn all() -> Vec<Scenario> {
             "monolith",
             "the HTTP API with the store in process: the baseline the split system is measured against",
             "nothing above info",
-            Topology::Monolith(vec!["--store-work", STORE_WORK]),
+            Topology::Monolith(vec![]),
         ),
     ]
 }

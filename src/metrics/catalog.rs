@@ -219,7 +219,14 @@ spec!(
 );
 
 // ---- worker pools ------------------------------------------------------------------------
-spec!(WORKER_COUNT, "workers", Gauge, ["pool"], None, "Workers in the worker pool (DESIGN.md: worker_count, renamed because promtool reserves _count for histograms)");
+spec!(
+    WORKER_COUNT,
+    "workers",
+    Gauge,
+    ["pool"],
+    None,
+    "Workers in the worker pool (DESIGN.md: worker_count, renamed because promtool reserves _count for histograms)"
+);
 spec!(
     WORKER_QUEUE_DEPTH,
     "worker_queue_depth",
