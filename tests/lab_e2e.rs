@@ -154,3 +154,20 @@ fn each_scenario_moves_its_headline_metric_against_tuned() {
     assert!(amplification > 2.5, "retry storm sent {amplification} RPCs per request");
     assert!(figure(tuned, "gateway", "rpc_per_request", "") <= 1.0);
 }
+
+#[test]
+fn compare_runs_two_scenarios_interleaved_and_reports_ratios() {
+    let (report, pid) = lab(&["--compare", "tuned", "monolith", "--quick", "--max-levels", "2"]);
+    assert!(leftovers(pid).is_empty());
+    assert_eq!((report["a"].as_str(), report["b"].as_str()), (Some("tuned"), Some("monolith")));
+    assert_eq!(report["stopped_cleanly"], true);
+    let rows = report["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for row in rows {
+        let (a, b) = (row["a"]["qps_median"].as_f64().unwrap(), row["b"]["qps_median"].as_f64().unwrap());
+        let ratio = row["qps_ratio"].as_f64().unwrap();
+        assert!((ratio - b / a).abs() < 1e-9, "ratio is B/A");
+        assert_eq!(row["a"]["consistent"], true);
+        assert_eq!(row["b"]["consistent"], true);
+    }
+}
