@@ -123,7 +123,7 @@ fn scenario_section(sc: &ScenarioReport) -> String {
     }
     s.push_str("</table>");
     if !sc.headline.is_empty() {
-        s.push_str("<h3>At the peak level</h3><table><tr><th>process</th><th>figure</th><th>value</th></tr>");
+        s.push_str("<h3>At the peak level</h3><table class=fig><tr><th>process</th><th>figure</th><th>value</th></tr>");
         for f in &sc.headline {
             let _ = write!(
                 s,
@@ -170,7 +170,7 @@ td:first-child,th:first-child{text-align:left}.bad{color:#b00;font-weight:bold}.
 .chart text{font-size:10px;fill:#444}.bar{fill:#4a7fc1}.bar.bad{fill:#c14a4a}.grid{stroke:#ddd}
 .line{fill:none;stroke-width:2}.l0{stroke:#4a7fc1;fill:#4a7fc1}.l1{stroke:#e39b2f;fill:#e39b2f}.l2{stroke:#c14a4a;fill:#c14a4a}
 polyline.line{fill:none}.flames figure{display:inline-block;margin:.5em}.flames object{width:520px;height:300px;border:1px solid #ddd}
-nav a{margin-right:1em}</style></head><body><h1>pinchpoint lab report</h1>"#,
+nav a{margin-right:1em}.fig td:nth-child(2),.fig th:nth-child(2){text-align:left}</style></head><body><h1>pinchpoint lab report</h1>"#,
     );
     let _ = write!(
         s,
