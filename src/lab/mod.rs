@@ -56,9 +56,16 @@ pub struct LabArgs {
     /// Run only the first N levels of the ladder (for tests and quick looks).
     #[arg(long, value_name = "N")]
     pub max_levels: Option<usize>,
+    /// Longest a single run may take; it then stops claiming requests and reports what it sent.
+    #[arg(long, default_value = "20s", value_parser = parse_duration, value_name = "DUR")]
+    pub max_run_time: std::time::Duration,
     /// CPU work under the store lock per increment in every scenario (service `--store-work`).
     #[arg(long, default_value = scenario::DEFAULT_STORE_WORK, value_name = "DUR")]
     pub store_work: String,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 500ms, 20s ({e})"))
 }
 
 fn unknown(name: &str) -> anyhow::Error {
@@ -82,6 +89,7 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
         verbose: true,
         max_levels: args.max_levels,
         store_work: args.store_work.clone(),
+        max_run_time: args.max_run_time,
     };
     if let Some(out) = &opts.out {
         std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;

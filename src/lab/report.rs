@@ -46,7 +46,7 @@ pub fn render(report: &LabReport) -> String {
                 out,
                 "   {:<5} {:>12} {:>9.0} {:>6} {:>9} {:>9} {:>9} {:>9} {:>7} {:>10}",
                 l.level,
-                format!("{}/{}", l.requests, l.concurrency),
+                format!("{}{}/{}", l.requests, if l.capped { "*" } else { "" }, l.concurrency),
                 l.qps_median,
                 cv(l),
                 ms(l.p50),
@@ -73,6 +73,9 @@ pub fn render(report: &LabReport) -> String {
                 }
                 _ => {}
             }
+        }
+        if sc.levels.iter().any(|l| l.capped) {
+            let _ = writeln!(out, "   * a run hit --max-run-time and sent fewer requests than planned");
         }
         if let Some(e) = &sc.error {
             let _ = writeln!(out, "   ERROR: the scenario stopped early: {e}");

@@ -30,6 +30,9 @@ pub struct LabOptions {
     pub max_levels: Option<usize>,
     /// `--store-work` of every store process (a duration like `20us`).
     pub store_work: String,
+    /// A run stops claiming new requests after this long (slow scenarios would otherwise
+    /// take minutes per level); the report shows the requests actually sent.
+    pub max_run_time: Duration,
 }
 
 impl LabOptions {
@@ -67,7 +70,9 @@ pub struct RunSummary {
 #[derive(Debug, Clone, Serialize)]
 pub struct LevelReport {
     pub level: String,
+    /// Requests per run as planned; runs that hit `--max-run-time` sent fewer (`capped`).
     pub requests: u64,
+    pub capped: bool,
     pub concurrency: usize,
     pub runs: Vec<RunSummary>,
     pub qps_median: f64,
@@ -134,6 +139,7 @@ pub struct System {
     /// Reads for consistency checks go straight to the service, so gateway faults,
     /// timeouts and caches cannot blur what the store holds.
     reader: tokio::sync::OnceCell<tonic::transport::Channel>,
+    max_run_time: Duration,
 }
 
 /// Why a scenario could not run here (not an error of the lab).
@@ -154,7 +160,14 @@ impl System {
         let system = match &scenario.topology {
             Topology::Monolith(flags) => {
                 let front = ChildProc::start("monolith", &with_store_work(common(flags))).await?;
-                System { scenario: scenario.clone(), redis: None, service: None, front, reader: Default::default() }
+                System {
+                    scenario: scenario.clone(),
+                    redis: None,
+                    service: None,
+                    front,
+                    reader: Default::default(),
+                    max_run_time: opts.max_run_time,
+                }
             }
             Topology::Split { service, gateway, redis } => {
                 let redis = if *redis {
@@ -177,7 +190,14 @@ impl System {
                 let mut gw_args = common(gateway);
                 gw_args.extend(["--service".to_string(), svc.url("grpc")]);
                 let front = ChildProc::start("gateway", &gw_args).await?;
-                System { scenario: scenario.clone(), redis, service: Some(svc), front, reader: Default::default() }
+                System {
+                    scenario: scenario.clone(),
+                    redis,
+                    service: Some(svc),
+                    front,
+                    reader: Default::default(),
+                    max_run_time: opts.max_run_time,
+                }
             }
         };
         system.wait_healthy(Duration::from_secs(30)).await?;
@@ -238,7 +258,11 @@ impl System {
         base.batch_size = self.scenario.batch_size;
         base.asynchronous = self.scenario.asynchronous;
         base.timeout = Duration::from_secs(30);
-        level.plan(&base)
+        let mut plan = level.plan(&base);
+        if let load::Mode::Closed { max_duration, .. } = &mut plan.mode {
+            *max_duration = Some(self.max_run_time);
+        }
+        plan
     }
 
     /// One run of `level`, checked for consistency.
@@ -339,6 +363,7 @@ pub fn summarize(level: &Level, runs: Vec<RunSummary>) -> LevelReport {
     LevelReport {
         level: level.name.clone(),
         requests: level.requests,
+        capped: runs.iter().any(|r| r.requests < level.requests),
         concurrency: level.concurrency,
         qps_median: median(&|r| r.qps),
         qps_cv,
