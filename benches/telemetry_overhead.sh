@@ -56,8 +56,9 @@ start_pair() {
   local mode=$1 env=() console=()
   case $mode in
     off) ;;
-    otlp10|otlp100)
-      local ratio=0.1; [ "$mode" = otlp100 ] && ratio=1.0
+    otlp0|otlp10|otlp100)
+      # otlp0: exporter on, nothing sampled: the cost of the unsampled path alone.
+      local ratio=0.1; [ "$mode" = otlp100 ] && ratio=1.0; [ "$mode" = otlp0 ] && ratio=0.0
       env=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP" OTEL_EXPORTER_OTLP_PROTOCOL=grpc
            OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio) ;;
     console) console=(--console-addr :0) ;;
