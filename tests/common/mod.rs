@@ -20,13 +20,18 @@ pub struct Proc {
 impl Proc {
     /// Starts `pinchpoint ARGS...` and waits until it printed the listener lines `kinds`.
     pub fn start(args: &[&str], kinds: &[&str]) -> Proc {
-        let mut child = Command::new(BIN)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .env("RUST_LOG", "warn")
-            .spawn()
-            .expect("spawn pinchpoint");
+        Self::start_with_env(args, kinds, &[])
+    }
+
+    /// Like [`Proc::start`], with extra environment variables (e.g. `OTEL_*`); `kinds` may
+    /// include `console` when `--console` is passed.
+    pub fn start_with_env(args: &[&str], kinds: &[&str], env: &[(&str, &str)]) -> Proc {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("spawn pinchpoint");
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
@@ -330,38 +335,4 @@ pub async fn service_value(grpc_url: &str, resource: &str, ctype: &str) -> i64 {
         .expect("Get")
         .into_inner()
         .value
-}
-
-impl Proc {
-    /// Like [`Proc::start`], with extra environment variables (e.g. `OTEL_*`) and the
-    /// listener kinds to wait for (`console` too when `--console` is passed).
-    pub fn start_with_env(args: &[&str], kinds: &[&str], env: &[(&str, &str)]) -> Proc {
-        let mut cmd = Command::new(BIN);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().expect("spawn pinchpoint");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut addrs = std::collections::HashMap::new();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while kinds.iter().any(|k| !addrs.contains_key(*k)) {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let Ok(line) = rx.recv_timeout(left) else {
-                let _ = child.kill();
-                panic!("pinchpoint {args:?} did not print listener lines {kinds:?} in time (got {addrs:?})");
-            };
-            let parts: Vec<&str> = line.split_whitespace().collect();
-            if let [_, kind, "listening", "on", addr] = parts.as_slice() {
-                addrs.insert(kind.to_string(), addr.parse().expect("listener line has an address"));
-            }
-        }
-        Proc { child, addrs }
-    }
 }
