@@ -147,6 +147,16 @@ fn ratios(_: &mut Criterion) {
         |n| on_threads(2, n, |n| (0..n).for_each(|_| *probe.lock() += 1)),
         |n| on_threads(2, n, |n| (0..n).for_each(|_| *plain.lock() += 1)),
     );
+    // A critical section of real work (a hash-map update, ~40 ns) instead of one increment.
+    let probe_map = Mutex::new("bench.ratio_map", std::collections::HashMap::<u64, u64>::new());
+    let plain_map = parking_lot::Mutex::new(std::collections::HashMap::<u64, u64>::new());
+    let update = |m: &mut std::collections::HashMap<u64, u64>, i: u64| *m.entry(i & 1023).or_default() += 1;
+    pair(
+        "mutex contended 2 threads, map update (ns/op)",
+        1_000_000,
+        |n| on_threads(2, n, |n| (0..n).for_each(|i| update(&mut probe_map.lock(), i))),
+        |n| on_threads(2, n, |n| (0..n).for_each(|i| update(&mut plain_map.lock(), i))),
+    );
     let striped = Counter::new();
     let shared = AtomicU64::new(0);
     pair(

@@ -70,7 +70,8 @@ thread_local! {
     static MY_SLOT: Cell<usize> = const { Cell::new(UNSET) };
 }
 
-/// This thread's slot index, with the `SHARED` bit if the slot is shared.
+/// This thread's slot index, with the `SHARED` bit if the slot is shared. Only the allocator
+/// calls it: claiming a slot is how `INSTALLED` learns that a `CountingAlloc` is in use.
 #[inline]
 fn my_slot() -> usize {
     MY_SLOT
@@ -79,12 +80,28 @@ fn my_slot() -> usize {
             if v != UNSET {
                 return v;
             }
-            let n = NEXT_SLOT.fetch_add(1, Relaxed);
-            let v = if n < SLOTS { n } else { (n % SLOTS) | SHARED };
-            s.set(v);
-            v
+            claim_slot(s)
         })
         .unwrap_or(SHARED) // no thread-local: use slot 0, shared
+}
+
+#[cold]
+#[inline(never)]
+fn claim_slot(s: &Cell<usize>) -> usize {
+    INSTALLED.store(true, Relaxed);
+    let n = NEXT_SLOT.fetch_add(1, Relaxed);
+    let v = if n < SLOTS { n } else { (n % SLOTS) | SHARED };
+    s.set(v);
+    v
+}
+
+/// This thread's slot and whether it is shared.
+#[inline]
+fn slot() -> (&'static Slot, bool) {
+    let s = my_slot();
+    // SAFETY: an index without the SHARED bit is below SLOTS (see `claim_slot`; SHARED alone
+    // masks to 0), so the bounds check can go.
+    (unsafe { SLOT_ARRAY.get_unchecked(s & !SHARED) }, s & SHARED != 0)
 }
 
 #[inline]
@@ -99,12 +116,7 @@ fn add(a: &AtomicU64, v: u64, shared: bool) {
 
 #[inline]
 fn record_alloc(size: usize) {
-    if !INSTALLED.load(Relaxed) {
-        INSTALLED.store(true, Relaxed);
-    }
-    let s = my_slot();
-    let shared = s & SHARED != 0;
-    let slot = &SLOT_ARRAY[s & !SHARED];
+    let (slot, shared) = slot();
     add(&slot.allocs, 1, shared);
     add(&slot.alloc_bytes, size as u64, shared);
     if size >= LARGE {
@@ -115,9 +127,7 @@ fn record_alloc(size: usize) {
 
 #[inline]
 fn record_free(size: usize) {
-    let s = my_slot();
-    let shared = s & SHARED != 0;
-    let slot = &SLOT_ARRAY[s & !SHARED];
+    let (slot, shared) = slot();
     add(&slot.frees, 1, shared);
     add(&slot.free_bytes, size as u64, shared);
 }
@@ -233,8 +243,9 @@ pub fn thread_allocated_bytes() -> Option<u64> {
     if !is_installed() {
         return None;
     }
-    let s = my_slot();
-    (s & SHARED == 0).then(|| SLOT_ARRAY[s].alloc_bytes.load(Relaxed))
+    // Not `my_slot`: this thread may not have allocated yet, and only the allocator claims.
+    let s = MY_SLOT.try_with(Cell::get).ok().filter(|&s| s != UNSET && s & SHARED == 0)?;
+    Some(SLOT_ARRAY[s].alloc_bytes.load(Relaxed))
 }
 
 thread_local! {

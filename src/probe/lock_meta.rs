@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use super::contention::Sampler;
 use super::lock::HolderSite;
+use super::raw_mutex::RawMutex;
 use crate::metrics::catalog::HOLD_SAMPLE_EVERY;
 use crate::metrics::{families, Counter, Gauge, Histogram, ReadTimeSum};
 
@@ -125,30 +126,65 @@ pub(crate) fn meta(name: &'static str) -> Arc<LockMeta> {
         .clone()
 }
 
-/// Per-instance state of a blocking lock (`Mutex`, `RwLock`). It lives on the heap so that
-/// its name's statistics can read it at scrape time.
+/// Per-instance state of a blocking lock (`Mutex`, `RwLock`). It shares one heap block (and,
+/// for small values, one cache line) with the lock word, so that counting an acquisition touches
+/// no memory the acquisition did not already own; its name's statistics read it at scrape time.
 #[derive(Debug)]
 pub(crate) struct Local {
     pub meta: Arc<LockMeta>,
-    /// Exclusive acquisitions of this instance. Only the exclusive holder writes it, with a
-    /// plain load and store (no read-modify-write, no shared cache line); scrapes read it.
-    acquired: AtomicU64,
+    /// Counts the exclusive acquisitions of this instance. A `Mutex` locks this word itself
+    /// (its compare-and-swap counts); an `RwLock`'s writer bumps it with a plain load and
+    /// store. Scrapes read it.
+    pub word: RawMutex,
     /// Acquisitions (either mode) won within the short spin after `try_lock` failed: contended
     /// but not blocked. Written like `acquired`, under the lock (readers spinning in shared
     /// mode use the striped counter instead).
     spun: AtomicU64,
-    /// Where the current exclusive holder acquired the lock.
+    /// Where the current exclusive holder acquired the lock (a `Mutex` stores it only when a
+    /// release wakes a sleeper, for that sleeper to blame).
     pub holder: HolderSite,
+    /// How long the current holder slept before it won (a `Mutex`; written and read by the
+    /// holder only).
+    slept_ns: AtomicU64,
 }
 
 impl Local {
-    /// Counts one exclusive acquisition and says whether to time its hold. Call only while
-    /// holding the lock exclusively.
-    #[inline]
-    pub fn acquired(&self) -> Option<Instant> {
-        let n = self.acquired.load(Relaxed).wrapping_add(1);
-        self.acquired.store(n, Relaxed);
-        sample_hold(n).then(Instant::now)
+    /// Cold: called when a lock is constructed.
+    pub fn new(name: &'static str) -> Self {
+        Self {
+            meta: meta(name),
+            word: RawMutex::new(),
+            spun: AtomicU64::new(0),
+            holder: HolderSite::default(),
+            slept_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes this instance's counts part of its name's totals until [`Local::unregister`].
+    ///
+    /// # Safety
+    /// `self` must stay at this address, alive, until `unregister` is called on it.
+    pub unsafe fn register(&self) {
+        self.meta.instances.inner.lock().live.insert(self as *const _ as usize, LocalPtr(self));
+    }
+
+    /// Folds this instance's counts into its name's totals (under the same lock a scrape
+    /// takes, so the sum never dips) and forgets the instance.
+    pub fn unregister(&self) {
+        let mut set = self.meta.instances.inner.lock();
+        set.retired_acquired = set.retired_acquired.wrapping_add(self.word.acquisitions());
+        set.retired_spun = set.retired_spun.wrapping_add(self.spun.load(Relaxed));
+        set.live.remove(&(self as *const _ as usize));
+    }
+
+    /// Records how long the holder slept before it won. Call only while holding the lock.
+    pub fn set_slept(&self, d: Duration) {
+        self.slept_ns.store(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
+    }
+
+    /// What [`Local::set_slept`] recorded. Call only while holding the lock.
+    pub fn slept(&self) -> Duration {
+        Duration::from_nanos(self.slept_ns.load(Relaxed))
     }
 
     /// Counts an exclusive acquisition won while spinning. Call only while holding the lock
@@ -159,15 +195,13 @@ impl Local {
     }
 }
 
-/// Whether the `n`th acquisition of an instance has its hold timed: one in
-/// [`HOLD_SAMPLE_EVERY`] on average, picked by a Weyl sequence (the fractional part of n·φ)
-/// rather than every 16th, so call patterns with a period (two sites taking turns) cannot
-/// alias with the sampling and bias the quantiles.
-#[inline]
-fn sample_hold(n: u64) -> bool {
-    const PHI: u64 = 0x9E37_79B9_7F4A_7C15; // 2^64 / golden ratio
-    n.wrapping_mul(PHI) < u64::MAX / HOLD_SAMPLE_EVERY as u64
-}
+/// A registered instance; valid while it is in the set (see [`Local::register`]).
+#[derive(Debug)]
+struct LocalPtr(*const Local);
+
+// SAFETY: `Local` is `Sync`; the pointer is only dereferenced under the set's lock, and an
+// instance leaves the set before it is freed.
+unsafe impl Send for LocalPtr {}
 
 /// The live instances of one lock name plus what dropped instances counted.
 #[derive(Debug, Default)]
@@ -177,15 +211,19 @@ pub(crate) struct Instances {
 
 #[derive(Debug, Default)]
 struct InstanceSet {
-    live: HashMap<usize, Arc<Local>>,
+    live: HashMap<usize, LocalPtr>,
     retired_acquired: u64,
     retired_spun: u64,
 }
 
 impl Instances {
-    fn sum(&self, field: fn(&Local) -> &AtomicU64, retired: fn(&InstanceSet) -> u64) -> u64 {
+    fn sum(&self, field: fn(&Local) -> u64, retired: fn(&InstanceSet) -> u64) -> u64 {
         let set = self.inner.lock();
-        set.live.values().fold(retired(&set), |a, l| a.wrapping_add(field(l).load(Relaxed)))
+        set.live.values().fold(retired(&set), |a, l| {
+            // SAFETY: registered instances are alive while the set holds them (see `LocalPtr`).
+            let local = unsafe { &*l.0 };
+            a.wrapping_add(field(local))
+        })
     }
 }
 
@@ -195,7 +233,7 @@ struct AcquiredPart(Arc<Instances>);
 
 impl ReadTimeSum for AcquiredPart {
     fn sum(&self) -> u64 {
-        self.0.sum(|l| &l.acquired, |s| s.retired_acquired)
+        self.0.sum(|l| l.word.acquisitions(), |s| s.retired_acquired)
     }
 }
 
@@ -206,44 +244,7 @@ struct SpunPart(Arc<Instances>);
 
 impl ReadTimeSum for SpunPart {
     fn sum(&self) -> u64 {
-        self.0.sum(|l| &l.spun, |s| s.retired_spun)
-    }
-}
-
-/// Owns a [`Local`] registered with its name's [`Instances`]; dropping it folds the instance's
-/// count into the name's total (under the same lock a scrape takes, so the sum never dips).
-#[derive(Debug)]
-pub(crate) struct Registered(Arc<Local>);
-
-impl Registered {
-    /// Cold: called when a lock is constructed.
-    pub fn new(name: &'static str) -> Self {
-        let meta = meta(name);
-        let local = Arc::new(Local {
-            meta: meta.clone(),
-            acquired: AtomicU64::new(0),
-            spun: AtomicU64::new(0),
-            holder: HolderSite::default(),
-        });
-        meta.instances.inner.lock().live.insert(Arc::as_ptr(&local) as usize, local.clone());
-        Self(local)
-    }
-}
-
-impl std::ops::Deref for Registered {
-    type Target = Local;
-    #[inline]
-    fn deref(&self) -> &Local {
-        &self.0
-    }
-}
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        let mut set = self.0.meta.instances.inner.lock();
-        set.retired_acquired = set.retired_acquired.wrapping_add(self.0.acquired.load(Relaxed));
-        set.retired_spun = set.retired_spun.wrapping_add(self.0.spun.load(Relaxed));
-        set.live.remove(&(Arc::as_ptr(&self.0) as usize));
+        self.0.sum(|l| l.spun.load(Relaxed), |s| s.retired_spun)
     }
 }
 
@@ -265,20 +266,30 @@ impl Contended {
 }
 
 thread_local! {
-    static HOLD_TICK: Cell<u32> = const { Cell::new(0) };
+    static HOLD_TICK: Cell<u64> = const { Cell::new(0) };
 }
 
-/// Whether to time this acquisition's hold: one in [`HOLD_SAMPLE_EVERY`] per thread.
+/// Whether the `n`th acquisition has its hold timed: one in [`HOLD_SAMPLE_EVERY`], picked by a
+/// Weyl sequence (the fractional part of n·φ) rather than every 64th, so call patterns with a
+/// period (two sites taking turns) cannot alias with the sampling and time only one of them.
+#[inline]
+pub(crate) fn hold_sampled(n: u64) -> bool {
+    const PHI: u64 = 0x9E37_79B9_7F4A_7C15; // 2^64 / golden ratio
+    n.wrapping_mul(PHI) < u64::MAX / HOLD_SAMPLE_EVERY as u64
+}
+
+/// Reads the clock when this thread's next hold is to be timed: for locks whose acquisition
+/// number is not at hand (async locks, `RwLock` writers), numbered per thread.
 #[inline]
 pub(crate) fn hold_start() -> Option<Instant> {
-    let take = HOLD_TICK
+    let n = HOLD_TICK
         .try_with(|t| {
-            let v = t.get().wrapping_add(1);
-            t.set(v);
-            v % HOLD_SAMPLE_EVERY == 0
+            let n = t.get().wrapping_add(1);
+            t.set(n);
+            n
         })
-        .unwrap_or(false);
-    take.then(Instant::now)
+        .unwrap_or(1);
+    hold_sampled(n).then(Instant::now)
 }
 
 /// Keeps `lock_waiters` right even if an async waiter is cancelled.
