@@ -28,7 +28,6 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::Arc;
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -345,8 +344,9 @@ pub fn inject_headers(span: &tracing::Span, headers: &mut http::HeaderMap) {
 tokio::task_local! {
     /// Head-sampling decision of the request this task serves: `None` sampled (spans are
     /// recorded), `Some(traceparent)` dropped (no spans; calls carry this unsampled
-    /// `traceparent` so the next process drops the trace too).
-    static TRACE: Option<Arc<str>>;
+    /// `traceparent` so the next process drops the trace too). A `HeaderValue` shares its
+    /// bytes: passing an incoming header on, and adding it to each call, copies nothing.
+    static TRACE: Option<http::HeaderValue>;
 }
 
 /// True when the current task serves a request whose trace was not sampled.
@@ -361,7 +361,7 @@ fn dropped_here() -> bool {
 #[must_use]
 pub struct RequestTrace {
     pub span: tracing::Span,
-    state: Option<Option<Arc<str>>>,
+    state: Option<Option<http::HeaderValue>>,
 }
 
 impl RequestTrace {
@@ -406,7 +406,7 @@ fn request_trace(headers: &http::HeaderMap, make: impl FnOnce() -> tracing::Span
     #[cfg(feature = "otlp")]
     {
         match otlp::head_decision(headers) {
-            Some(unsampled) => RequestTrace { span: tracing::Span::none(), state: Some(Some(unsampled.into())) },
+            Some(unsampled) => RequestTrace { span: tracing::Span::none(), state: Some(Some(unsampled)) },
             None => {
                 let span = make();
                 set_parent_from_headers(&span, headers);
@@ -471,17 +471,8 @@ pub fn grpc_request_trace(method: &'static str, metadata: &tonic::metadata::Meta
             rpc.grpc.status_code = tracing::field::Empty,
         )
     };
-    if !otlp_active() {
-        return RequestTrace::untraced(make());
-    }
-    // MetadataMap is a HeaderMap underneath; only the ASCII trace entries matter here.
-    let mut headers = http::HeaderMap::new();
-    for key in ["traceparent", "tracestate"] {
-        if let Some(v) = metadata.get(key).and_then(|v| http::HeaderValue::from_bytes(v.as_bytes()).ok()) {
-            headers.insert(key, v);
-        }
-    }
-    request_trace(&headers, make)
+    // MetadataMap is a HeaderMap underneath.
+    request_trace(metadata.as_ref(), make)
 }
 
 /// A gRPC request carrying `span`'s trace context in its metadata.
@@ -491,22 +482,18 @@ pub fn grpc_request<T>(span: &tracing::Span, message: T) -> tonic::Request<T> {
     if !otlp_active() {
         return request;
     }
+    // MetadataMap is a HeaderMap underneath: trace headers go in as they are.
+    let headers: &mut http::HeaderMap = request.metadata_mut().as_mut();
     if let Ok(Some(unsampled)) = TRACE.try_with(|t| t.clone()) {
-        if let Ok(v) = tonic::metadata::MetadataValue::try_from(&*unsampled) {
-            request.metadata_mut().insert("traceparent", v);
-        }
-        return request;
+        headers.insert(http::header::HeaderName::from_static("traceparent"), unsampled);
+    } else {
+        inject_headers(span, headers);
     }
-    if !span.is_disabled() {
-        let mut headers = http::HeaderMap::new();
-        inject_headers(span, &mut headers);
-        for (k, v) in headers.iter() {
-            if let Ok(v) = tonic::metadata::MetadataValue::try_from(v.as_bytes()) {
-                if let Ok(k) = tonic::metadata::MetadataKey::from_bytes(k.as_str().as_bytes()) {
-                    request.metadata_mut().insert(k, v);
-                }
-            }
-        }
+    // A traceparent is new on every call: HPACK would add each one to the connection's
+    // dynamic table and evict the headers that repeat (path, content-type, te...). Sensitive
+    // values are sent as literals that are never indexed.
+    if let Some(v) = headers.get_mut("traceparent") {
+        v.set_sensitive(true);
     }
     request
 }
@@ -636,8 +623,15 @@ mod otlp {
         };
         let layer = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            // Per-span costs we do not need: thread and location attributes (allocated per
+            // span), busy/idle timing (two clock reads per poll), and activating the OTel
+            // context on every enter, i.e. on every poll of an instrumented future (we read a
+            // span's context explicitly with `span.context()` where we propagate it).
             .with_threads(false)
+            .with_location(false)
+            .with_target(false)
             .with_tracked_inactivity(false)
+            .with_context_activation(false)
             .with_filter(filter)
             .boxed();
         Ok((layer, provider, protocol))
@@ -670,16 +664,16 @@ mod otlp {
 
     /// The head-sampling decision for a request entering with `headers`: `None` to trace it,
     /// `Some(traceparent)` (flags 00) to drop it and tell the next process so.
-    pub(super) fn head_decision(headers: &http::HeaderMap) -> Option<String> {
+    pub(super) fn head_decision(headers: &http::HeaderMap) -> Option<http::HeaderValue> {
         let sampler = HEAD.get()?;
         // Fast path, taken by every unsampled request after the first process: a parent-based
         // sampler always drops when the remote parent was not sampled, so the full
         // extract + should_sample + format (7% of a service's CPU at 0% sampling, measured
         // with /debug/pprof/profile) is not needed, and the parent's header passes on as is.
         if HEAD_PARENT_BASED.load(std::sync::atomic::Ordering::Relaxed) {
-            if let Some(tp) = headers.get("traceparent").and_then(|v| v.to_str().ok()) {
-                if unsampled_traceparent(tp) {
-                    return Some(tp.to_string());
+            if let Some(tp) = headers.get("traceparent") {
+                if tp.to_str().is_ok_and(unsampled_traceparent) {
+                    return Some(tp.clone());
                 }
             }
         }
@@ -693,7 +687,9 @@ mod otlp {
         let trace_id = if parent_sc.is_valid() { parent_sc.trace_id() } else { ids.new_trace_id() };
         let result = sampler.should_sample(Some(&parent), trace_id, "request", &SpanKind::Server, &[], &[]);
         match result.decision {
-            SamplingDecision::Drop => Some(format!("00-{trace_id}-{}-00", ids.new_span_id())),
+            SamplingDecision::Drop => {
+                http::HeaderValue::try_from(format!("00-{trace_id}-{}-00", ids.new_span_id())).ok()
+            }
             _ => None,
         }
     }

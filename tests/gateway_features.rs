@@ -128,7 +128,7 @@ async fn breaker_fails_fast_while_the_service_hangs_and_recovers() {
     assert_eq!(api.increment(&r, "n", 1, None).await.0, 200);
 
     // A hung service: connections are accepted by the kernel, nothing answers.
-    signal(svc.child.id(), "STOP");
+    stop_process(svc.child.id());
     for _ in 0..2 {
         assert_eq!(api.increment(&r, "n", 1, None).await.0, 503, "a hung call times out as 503");
     }

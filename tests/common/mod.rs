@@ -97,6 +97,27 @@ pub fn signal(pid: u32, sig: &str) {
     assert!(ok.success(), "kill -{sig} {pid} failed");
 }
 
+/// SIGSTOPs `pid` and waits until every thread of it is stopped: the stop takes effect
+/// asynchronously, and a thread still running can answer one more request.
+pub fn stop_process(pid: u32) {
+    signal(pid, "STOP");
+    let until = Instant::now() + Duration::from_secs(5);
+    let stopped = || -> Option<bool> {
+        let mut all = true;
+        for task in std::fs::read_dir(format!("/proc/{pid}/task")).ok()? {
+            let stat = std::fs::read_to_string(task.ok()?.path().join("stat")).ok()?;
+            // The state follows the parenthesised command name.
+            let state = stat.rsplit_once(')')?.1.trim_start().chars().next()?;
+            all &= matches!(state, 'T' | 't');
+        }
+        Some(all)
+    };
+    while stopped() != Some(true) {
+        assert!(Instant::now() < until, "process {pid} did not stop within 5 s of SIGSTOP");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub fn wait_exit(child: &mut Child, deadline: Duration) -> ExitStatus {
     let until = Instant::now() + deadline;
     loop {
