@@ -101,28 +101,45 @@ fn allocator(c: &mut Criterion) {
     g.finish();
 }
 
-/// Rounds per pair. Short rounds, many of them, interleaved: on a shared machine most rounds
-/// get preempted, and the best round of each side is the one that was not.
-const ROUNDS: usize = 25;
+/// Rounds per pair (`RATIO_ROUNDS` overrides). Short rounds, many of them, interleaved: on a
+/// shared machine most rounds get preempted, and the best round of each side is the one that
+/// was not.
+fn rounds() -> usize {
+    std::env::var("RATIO_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(25)
+}
 
-/// ns per op of `f(iters / 5)`, best of [`ROUNDS`] rounds (side by side, interleaved), and the
+/// ns per op of `f(iters / 5)`, best of [`rounds`] (side by side, interleaved), and the
 /// median of the per-round ratios.
+/// `RATIO_ONLY=substring` runs only the pairs whose name contains it. Rounds alternate which
+/// side runs first, so neither always inherits the other's warm (or cold) caches.
 fn pair(name: &str, iters: u64, probe: impl Fn(u64) -> Duration, base: impl Fn(u64) -> Duration) {
+    if std::env::var("RATIO_ONLY").is_ok_and(|only| !name.contains(&only)) {
+        return;
+    }
     let iters = (iters / 5).max(1);
+    let rounds = rounds();
     let (mut bp, mut bb) = (f64::MAX, f64::MAX);
-    let mut ratios = Vec::with_capacity(ROUNDS);
-    for _ in 0..ROUNDS {
-        let p = probe(iters).as_nanos() as f64 / iters as f64;
-        let b = base(iters).as_nanos() as f64 / iters as f64;
+    let mut ratios = Vec::with_capacity(rounds);
+    let ns = |d: Duration| d.as_nanos() as f64 / iters as f64;
+    for round in 0..rounds {
+        let (p, b) = if round % 2 == 0 {
+            let p = ns(probe(iters));
+            (p, ns(base(iters)))
+        } else {
+            let b = ns(base(iters));
+            (ns(probe(iters)), b)
+        };
         bp = bp.min(p);
         bb = bb.min(b);
         ratios.push(p / b);
     }
     ratios.sort_by(f64::total_cmp);
     println!(
-        "RATIO {name:<40} probe {bp:>8.2} ns  baseline {bb:>8.2} ns  ratio {:>5.2}  (median of rounds {:>5.2})",
+        "RATIO {name:<40} probe {bp:>8.2} ns  baseline {bb:>8.2} ns  ratio {:>5.2}  (rounds: quartiles {:.2} {:.2} {:.2})",
         bp / bb,
-        ratios[ROUNDS / 2]
+        ratios[rounds / 4],
+        ratios[rounds / 2],
+        ratios[rounds * 3 / 4],
     );
 }
 
@@ -145,6 +162,15 @@ fn ratios(_: &mut Criterion) {
         "mutex contended 2 threads (ns/op)",
         1_000_000,
         |n| on_threads(2, n, |n| (0..n).for_each(|_| *probe.lock() += 1)),
+        |n| on_threads(2, n, |n| (0..n).for_each(|_| *plain.lock() += 1)),
+    );
+    // A/A control: parking_lot against a second parking_lot. Its spread is this machine's
+    // noise; a probe ratio inside it is no measurable cost.
+    let plain_b = parking_lot::Mutex::new(0u64);
+    pair(
+        "A/A mutex contended 2 threads (parking_lot)",
+        1_000_000,
+        |n| on_threads(2, n, |n| (0..n).for_each(|_| *plain_b.lock() += 1)),
         |n| on_threads(2, n, |n| (0..n).for_each(|_| *plain.lock() += 1)),
     );
     // A critical section of real work (a hash-map update, ~40 ns) instead of one increment.
@@ -192,6 +218,12 @@ fn ratios(_: &mut Criterion) {
         "alloc+free 64B, 2 threads (counting vs system)",
         2_000_000,
         |n| on_threads(2, n, |n| alloc_loop(&COUNTING, n)),
+        |n| on_threads(2, n, |n| alloc_loop(&System, n)),
+    );
+    pair(
+        "A/A alloc+free 64B, 2 threads (system)",
+        2_000_000,
+        |n| on_threads(2, n, |n| alloc_loop(&System, n)),
         |n| on_threads(2, n, |n| alloc_loop(&System, n)),
     );
 }

@@ -6,8 +6,8 @@
 //! ```
 //!
 //! No shared atomic per allocation: each thread owns a slot of counters (claimed on its first
-//! allocation) and updates it with plain relaxed load+store, which compiles to ordinary moves;
-//! a scrape folds the slots. Threads past [`SLOTS`] share slots and fall back to atomic adds.
+//! allocation) and updates it with one plain load and store of a word that packs a count and
+//! bytes; a scrape folds the slots. Threads past [`SLOTS`] share one set of atomic counters.
 //! Slots are never released (claiming one must not allocate, and a thread-exit hook would),
 //! so counts of exited threads stay in the totals, as they should.
 //!
@@ -23,7 +23,10 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{
+    fence, AtomicBool, AtomicU64, AtomicUsize,
+    Ordering::{Acquire, Relaxed, Release},
+};
 use std::task::{Context, Poll};
 
 use prometheus_client::collector::Collector;
@@ -32,16 +35,36 @@ use prometheus_client::encoding::DescriptorEncoder;
 use crate::metrics::catalog::*;
 use crate::metrics::{emit_counter, emit_gauge, families, Histogram};
 
-/// Threads that get a slot of their own.
+/// Threads that get a slot of their own; later threads share one set of atomic counters.
 pub const SLOTS: usize = 512;
 /// Allocations at least this large are counted in `alloc_large_total` and update the peak.
 pub const LARGE: usize = 1 << 20;
 
+/// How a thread's slot is kept in [`MY_SLOT`]: the slot's address once the thread owns one,
+/// [`SHARED`] past [`SLOTS`] threads, [`UNSET`] before its first allocation. Both rare states
+/// have the top bit set, so the hot path tests one sign bit.
 const SHARED: usize = 1 << (usize::BITS - 1);
 const UNSET: usize = usize::MAX;
 
+/// A packed word holds a count in its low [`COUNT_BITS`] and bytes above them, so one
+/// allocation costs one load and one store. Before the count would wrap, the owner moves the
+/// word into the wide totals ("spill"). Every 2^16 small allocations add under 2^36 bytes, so
+/// the byte field cannot overflow either.
+const COUNT_BITS: u32 = 16;
+const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+
+/// One thread's counters. Only the owner writes; a scrape reads the packed words and the
+/// totals under `seq` (a seqlock: odd while a spill is in progress).
 #[repr(align(64))]
 struct Slot {
+    allocs_packed: AtomicU64,
+    frees_packed: AtomicU64,
+    seq: AtomicU64,
+    totals: Totals,
+}
+
+/// Wide counters: a slot's spilled totals, or the shared overflow slot.
+struct Totals {
     allocs: AtomicU64,
     alloc_bytes: AtomicU64,
     frees: AtomicU64,
@@ -49,7 +72,7 @@ struct Slot {
     large: AtomicU64,
 }
 
-impl Slot {
+impl Totals {
     const fn new() -> Self {
         Self {
             allocs: AtomicU64::new(0),
@@ -59,9 +82,85 @@ impl Slot {
             large: AtomicU64::new(0),
         }
     }
+
+    /// From the shared overflow slot, where any thread may add.
+    fn add_shared(&self, alloc: bool, size: usize) {
+        let (count, bytes) = if alloc { (&self.allocs, &self.alloc_bytes) } else { (&self.frees, &self.free_bytes) };
+        count.fetch_add(1, Relaxed);
+        bytes.fetch_add(size as u64, Relaxed);
+        if alloc && size >= LARGE {
+            self.large.fetch_add(1, Relaxed);
+        }
+    }
+
+    fn read(&self) -> AllocStats {
+        AllocStats {
+            allocs: self.allocs.load(Relaxed),
+            alloc_bytes: self.alloc_bytes.load(Relaxed),
+            frees: self.frees.load(Relaxed),
+            free_bytes: self.free_bytes.load(Relaxed),
+            large: self.large.load(Relaxed),
+            ..AllocStats::default()
+        }
+    }
+}
+
+impl Slot {
+    const fn new() -> Self {
+        Self {
+            allocs_packed: AtomicU64::new(0),
+            frees_packed: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            totals: Totals::new(),
+        }
+    }
+
+    /// The owner's rare path: a count about to wrap, or a large block. Folds the packed word
+    /// and this operation into the totals under the seqlock.
+    fn spill(&self, alloc: bool, size: usize) {
+        let (packed, count, bytes) = if alloc {
+            (&self.allocs_packed, &self.totals.allocs, &self.totals.alloc_bytes)
+        } else {
+            (&self.frees_packed, &self.totals.frees, &self.totals.free_bytes)
+        };
+        let w = packed.load(Relaxed);
+        let s = self.seq.load(Relaxed);
+        self.seq.store(s + 1, Relaxed);
+        fence(Release);
+        bump(count, (w & COUNT_MASK) + 1);
+        bump(bytes, (w >> COUNT_BITS) + size as u64);
+        packed.store(0, Relaxed);
+        if alloc && size >= LARGE {
+            bump(&self.totals.large, 1);
+        }
+        self.seq.store(s + 2, Release);
+    }
+
+    /// A consistent reading from another thread.
+    fn read(&self) -> AllocStats {
+        loop {
+            let s1 = self.seq.load(Acquire);
+            if s1 % 2 == 0 {
+                let a = self.allocs_packed.load(Relaxed);
+                let f = self.frees_packed.load(Relaxed);
+                let mut t = self.totals.read();
+                fence(Acquire);
+                if self.seq.load(Relaxed) == s1 {
+                    t.allocs += a & COUNT_MASK;
+                    t.alloc_bytes += a >> COUNT_BITS;
+                    t.frees += f & COUNT_MASK;
+                    t.free_bytes += f >> COUNT_BITS;
+                    return t;
+                }
+            }
+            // The owner is inside a spill (a few stores); it may have been preempted there.
+            std::thread::yield_now();
+        }
+    }
 }
 
 static SLOT_ARRAY: [Slot; SLOTS] = [const { Slot::new() }; SLOTS];
+static OVERFLOW: Totals = Totals::new();
 static NEXT_SLOT: AtomicUsize = AtomicUsize::new(0);
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 static PEAK: AtomicU64 = AtomicU64::new(0);
@@ -70,66 +169,77 @@ thread_local! {
     static MY_SLOT: Cell<usize> = const { Cell::new(UNSET) };
 }
 
-/// This thread's slot index, with the `SHARED` bit if the slot is shared. Only the allocator
-/// calls it: claiming a slot is how `INSTALLED` learns that a `CountingAlloc` is in use.
+/// The calling thread's own slot, if it has one; otherwise the raw [`MY_SLOT`] value.
 #[inline]
-fn my_slot() -> usize {
-    MY_SLOT
-        .try_with(|s| {
-            let v = s.get();
-            if v != UNSET {
-                return v;
-            }
-            claim_slot(s)
-        })
-        .unwrap_or(SHARED) // no thread-local: use slot 0, shared
+fn own_slot() -> Result<&'static Slot, usize> {
+    // With a const initialiser and no destructor, `try_with` never fails: one %fs load.
+    let v = MY_SLOT.try_with(Cell::get).unwrap_or(SHARED);
+    if v & SHARED == 0 {
+        // SAFETY: values without the SHARED bit are only ever set from `&SLOT_ARRAY[i]`.
+        Ok(unsafe { &*(v as *const Slot) })
+    } else {
+        Err(v)
+    }
+}
+
+/// The thread's first allocation: claim a slot, or join the shared one past [`SLOTS`].
+fn claim_slot() -> Option<&'static Slot> {
+    if MY_SLOT.try_with(|_| ()).is_err() {
+        return None;
+    }
+    INSTALLED.store(true, Relaxed);
+    let n = NEXT_SLOT.fetch_add(1, Relaxed);
+    let slot = SLOT_ARRAY.get(n);
+    let v = slot.map_or(SHARED, |s| s as *const Slot as usize);
+    MY_SLOT.with(|m| m.set(v));
+    slot
+}
+
+/// Only the owner writes its slot: a relaxed load+store is exact and compiles to one add.
+#[inline]
+fn bump(a: &AtomicU64, v: u64) {
+    a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
 }
 
 #[cold]
 #[inline(never)]
-fn claim_slot(s: &Cell<usize>) -> usize {
-    INSTALLED.store(true, Relaxed);
-    let n = NEXT_SLOT.fetch_add(1, Relaxed);
-    let v = if n < SLOTS { n } else { (n % SLOTS) | SHARED };
-    s.set(v);
-    v
-}
-
-/// This thread's slot and whether it is shared.
-#[inline]
-fn slot() -> (&'static Slot, bool) {
-    let s = my_slot();
-    // SAFETY: an index without the SHARED bit is below SLOTS (see `claim_slot`; SHARED alone
-    // masks to 0), so the bounds check can go.
-    (unsafe { SLOT_ARRAY.get_unchecked(s & !SHARED) }, s & SHARED != 0)
-}
-
-#[inline]
-fn add(a: &AtomicU64, v: u64, shared: bool) {
-    if shared {
-        a.fetch_add(v, Relaxed);
-    } else {
-        // Only this thread writes this slot: a plain load+store is exact and cheap.
-        a.store(a.load(Relaxed).wrapping_add(v), Relaxed);
+fn record_slow(v: Result<&'static Slot, usize>, alloc: bool, size: usize) {
+    let slot = match v {
+        Ok(slot) => Some(slot),
+        Err(UNSET) => claim_slot(),
+        Err(_) => None,
+    };
+    match slot {
+        Some(slot) => slot.spill(alloc, size),
+        None => OVERFLOW.add_shared(alloc, size),
     }
-}
-
-#[inline]
-fn record_alloc(size: usize) {
-    let (slot, shared) = slot();
-    add(&slot.allocs, 1, shared);
-    add(&slot.alloc_bytes, size as u64, shared);
-    if size >= LARGE {
-        add(&slot.large, 1, shared);
+    if alloc && size >= LARGE {
         update_peak();
     }
 }
 
 #[inline]
+fn record(alloc: bool, size: usize) {
+    let v = own_slot();
+    if let Ok(slot) = v {
+        let packed = if alloc { &slot.allocs_packed } else { &slot.frees_packed };
+        let w = packed.load(Relaxed);
+        if w & COUNT_MASK != COUNT_MASK && size < LARGE {
+            packed.store(w + ((size as u64) << COUNT_BITS) + 1, Relaxed);
+            return;
+        }
+    }
+    record_slow(v, alloc, size);
+}
+
+#[inline]
+fn record_alloc(size: usize) {
+    record(true, size)
+}
+
+#[inline]
 fn record_free(size: usize) {
-    let (slot, shared) = slot();
-    add(&slot.frees, 1, shared);
-    add(&slot.free_bytes, size as u64, shared);
+    record(false, size)
 }
 
 /// A `GlobalAlloc` wrapper counting allocations into per-thread slots.
@@ -209,14 +319,14 @@ pub struct AllocStats {
 }
 
 fn fold() -> AllocStats {
-    let used = NEXT_SLOT.load(Relaxed).clamp(1, SLOTS);
-    let mut s = AllocStats::default();
-    for slot in &SLOT_ARRAY[..used] {
-        s.allocs += slot.allocs.load(Relaxed);
-        s.alloc_bytes += slot.alloc_bytes.load(Relaxed);
-        s.frees += slot.frees.load(Relaxed);
-        s.free_bytes += slot.free_bytes.load(Relaxed);
-        s.large += slot.large.load(Relaxed);
+    let used = NEXT_SLOT.load(Relaxed).min(SLOTS);
+    let mut s = OVERFLOW.read();
+    for t in SLOT_ARRAY[..used].iter().map(Slot::read) {
+        s.allocs += t.allocs;
+        s.alloc_bytes += t.alloc_bytes;
+        s.frees += t.frees;
+        s.free_bytes += t.free_bytes;
+        s.large += t.large;
     }
     s.live_bytes = s.alloc_bytes.saturating_sub(s.free_bytes);
     s
@@ -243,9 +353,10 @@ pub fn thread_allocated_bytes() -> Option<u64> {
     if !is_installed() {
         return None;
     }
-    // Not `my_slot`: this thread may not have allocated yet, and only the allocator claims.
-    let s = MY_SLOT.try_with(Cell::get).ok().filter(|&s| s != UNSET && s & SHARED == 0)?;
-    Some(SLOT_ARRAY[s].alloc_bytes.load(Relaxed))
+    // Not claiming: this thread may not have allocated yet, and only the allocator claims.
+    let slot = own_slot().ok()?;
+    let packed = slot.allocs_packed.load(Relaxed);
+    Some(slot.totals.alloc_bytes.load(Relaxed) + (packed >> COUNT_BITS))
 }
 
 thread_local! {

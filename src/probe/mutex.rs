@@ -1,6 +1,6 @@
 //! The instrumented blocking `Mutex` (parking_lot API), on its own lock word.
 //!
-//! The fast path is the lock itself: the compare-and-swap that takes the lock counts the
+//! The fast path is the lock itself: the compare-and-swap that releases the lock counts the
 //! acquisition ([`RawMutex`]), and the instance's counters share the word's cache line (see
 //! [`lock_cell`](super::lock_cell)). The caller's site rides in the guard and is written to
 //! the instance only when a release finds a sleeper, which then blames it. A failed
@@ -20,7 +20,7 @@ use std::time::Duration;
 use super::clock_ns;
 use super::lock::release_bookkeeping;
 use super::lock_cell::{Block, Pinned};
-use super::lock_meta::{hold_sampled, Contended, Mode, Waiting};
+use super::lock_meta::{hold_sampled, Contended, Local, Mode, Waiting};
 use super::raw_mutex::{Held, Won};
 
 /// A mutual-exclusion lock that reports contention (parking_lot API).
@@ -65,11 +65,11 @@ impl<T: ?Sized> Mutex<T> {
     #[track_caller]
     #[inline]
     pub fn lock(&self) -> MutexGuard<'_, T> {
-        let site = Location::caller();
-        match self.cell.local.word.try_lock() {
-            Some(held) => self.guard(held, site, false),
-            None => self.lock_slow(site),
-        }
+        let (held, slept) = match self.cell.local.word.try_lock() {
+            Some(held) => (held, false),
+            None => lock_slow(&self.cell.local),
+        };
+        self.guard(held, Location::caller(), slept)
     }
 
     /// Call only while holding the lock as `held`.
@@ -77,24 +77,6 @@ impl<T: ?Sized> Mutex<T> {
     fn guard(&self, held: Held, site: &'static Location<'static>, slept: bool) -> MutexGuard<'_, T> {
         let hold_from = if hold_sampled(held.number()) { clock_ns().max(1) } else { 0 };
         MutexGuard { block: &self.cell, held, site, hold_from, slept, _value: PhantomData }
-    }
-
-    #[cold]
-    #[inline(never)]
-    fn lock_slow(&self, site: &'static Location<'static>) -> MutexGuard<'_, T> {
-        let local = &self.cell.local;
-        let mut waiting = None;
-        let (won, held) = local.word.lock_contended(|| waiting = Some(Waiting::new(&local.meta)));
-        match (won, waiting) {
-            (Won::Sleeping, Some(waiting)) => {
-                local.set_slept(waiting.done());
-                self.guard(held, site, true)
-            }
-            _ => {
-                local.spun();
-                self.guard(held, site, false)
-            }
-        }
     }
 
     /// Acquires the lock if it is free.
@@ -149,53 +131,77 @@ impl<T: ?Sized> DerefMut for MutexGuard<'_, T> {
 }
 
 impl<T: ?Sized> Drop for MutexGuard<'_, T> {
+    /// The guard's fields go to the release paths by value: a call that took the guard's
+    /// address, even a cold one, would keep the guard on the stack in the hot path.
     #[inline]
     fn drop(&mut self) {
-        if self.hold_from != 0 || self.slept {
-            return self.release_recorded();
-        }
-        self.release();
-    }
-}
-
-impl<T: ?Sized> MutexGuard<'_, T> {
-    #[inline]
-    fn release(&self) {
-        // SAFETY: the guard holds the lock as `self.held` and releases it once (`drop`).
+        let local = &self.block.local;
+        // SAFETY: the guard holds the lock as `self.held` and releases it once, here.
         unsafe {
-            if !self.block.local.word.try_unlock_fast(self.held) {
-                self.release_to_sleeper();
+            if self.hold_from != 0 || self.slept {
+                release_recorded(local, self.held, self.site, self.hold_from, self.slept);
+            } else {
+                release(local, self.held, self.site);
             }
         }
     }
+}
 
-    /// A sleeper is about to wake: tell it whom it waited for, then wake it.
-    ///
-    /// # Safety
-    /// As [`MutexGuard::release`].
-    #[cold]
-    #[inline(never)]
-    unsafe fn release_to_sleeper(&self) {
-        let local = &self.block.local;
-        local.holder.set(self.site);
-        // SAFETY: forwarded from the caller.
-        unsafe { local.word.unlock_slow(self.held) };
+/// Waits for the lock; returns how it is held and whether the wait slept.
+#[cold]
+#[inline(never)]
+fn lock_slow(local: &Local) -> (Held, bool) {
+    let mut waiting = None;
+    let (won, held) = local.word.lock_contended(|| waiting = Some(Waiting::new(&local.meta)));
+    match (won, waiting) {
+        (Won::Sleeping, Some(waiting)) => {
+            local.set_slept(waiting.done());
+            (held, true)
+        }
+        _ => {
+            local.spun();
+            (held, false)
+        }
     }
+}
 
-    /// Release of a timed hold or of an acquisition won after sleeping.
-    #[cold]
-    #[inline(never)]
-    fn release_recorded(&self) {
-        let local = &self.block.local;
-        // Read the clock and the instance's record before unlocking (the hold includes
-        // everything, and the record is ours only while we hold the lock); publish after.
-        let held = (self.hold_from != 0).then(|| Duration::from_nanos(clock_ns().saturating_sub(self.hold_from)));
-        // The release that woke us published its acquire site (`release_to_sleeper`).
-        let contended =
-            self.slept.then(|| Contended { mode: Mode::Exclusive, wait: local.slept(), holder: local.holder.get() });
-        self.release();
-        release_bookkeeping(local, held, contended);
+/// # Safety
+/// The caller holds `local`'s lock as `held`, and releases it once.
+#[inline]
+unsafe fn release(local: &Local, held: Held, site: &'static Location<'static>) {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        if !local.word.try_unlock_fast(held) {
+            release_to_sleeper(local, held, site);
+        }
     }
+}
+
+/// A sleeper is about to wake: tell it whom it waited for, then wake it.
+///
+/// # Safety
+/// As [`release`].
+#[cold]
+#[inline(never)]
+unsafe fn release_to_sleeper(local: &Local, held: Held, site: &'static Location<'static>) {
+    local.holder.set(site);
+    // SAFETY: forwarded from the caller.
+    unsafe { local.word.unlock_slow(held) };
+}
+
+/// # Safety
+/// As [`release`].
+#[cold]
+#[inline(never)]
+unsafe fn release_recorded(local: &Local, held: Held, site: &'static Location<'static>, hold_from: u64, slept: bool) {
+    // Read the clock and the instance's record before unlocking (the hold includes
+    // everything, and the record is ours only while we hold the lock); publish after.
+    let hold = (hold_from != 0).then(|| Duration::from_nanos(clock_ns().saturating_sub(hold_from)));
+    // The release that woke us published its acquire site (`release_to_sleeper`).
+    let contended = slept.then(|| Contended { mode: Mode::Exclusive, wait: local.slept(), holder: local.holder.get() });
+    // SAFETY: forwarded from the caller.
+    unsafe { release(local, held, site) };
+    release_bookkeeping(local, hold, contended);
 }
 
 impl<T: ?Sized + std::fmt::Debug> std::fmt::Debug for MutexGuard<'_, T> {

@@ -2,7 +2,7 @@
 //! that counts its own acquisitions and tells its caller how an acquisition was won.
 //!
 //! Bit 0 is `LOCKED`, bit 1 `PARKED` (somebody sleeps), and the other 62 bits count
-//! acquisitions: the compare-and-swap that takes the lock also adds one. Counting therefore
+//! acquisitions: the compare-and-swap that releases the lock also adds one. Counting therefore
 //! costs nothing beyond the lock itself. Under contention a probe's cost is multiplied: every
 //! nanosecond the holder spends on bookkeeping is a nanosecond the waiter spins, so a separate
 //! count, even on the same cache line and written without a read-modify-write, cost 10-15%
@@ -36,13 +36,14 @@ pub(crate) enum Won {
     Sleeping,
 }
 
-/// The word as its holder took it, without `PARKED`: `LOCKED` plus the count including this
-/// acquisition. The fast unlock swaps exactly this value, so it fails whenever `PARKED` is set.
+/// The word as its holder took it, without `PARKED`: `LOCKED` plus the count of earlier
+/// acquisitions. The fast unlock swaps exactly this value for the word unlocked and counted
+/// one more, so it fails whenever `PARKED` is set.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Held(u64);
 
 impl Held {
-    /// The number of this acquisition (1 for the first).
+    /// The number of acquisitions released before this one.
     #[inline]
     pub fn number(self) -> u64 {
         self.0 / ONE
@@ -59,7 +60,8 @@ impl RawMutex {
         Self { state: AtomicU64::new(0) }
     }
 
-    /// Acquisitions so far (a lock used only as a counter counts [`RawMutex::count_held`]).
+    /// Acquisitions released so far (a lock used only as a counter counts
+    /// [`RawMutex::count_held`]).
     pub fn acquisitions(&self) -> u64 {
         self.state.load(Relaxed) / ONE
     }
@@ -72,17 +74,17 @@ impl RawMutex {
     }
 
     /// Takes the lock if it is free; never waits.
+    ///
+    /// One `lock bts`, like parking_lot's first compare-and-swap: no load before it, which
+    /// under contention would first pull the cache line in shared state and then need a
+    /// second transfer to own it. The count is read after, from a line we now own; only the
+    /// holder changes it.
     #[inline]
     pub fn try_lock(&self) -> Option<Held> {
-        let mut state = self.state.load(Relaxed);
-        while state & LOCKED == 0 {
-            let held = state.wrapping_add(ONE) | LOCKED;
-            match self.state.compare_exchange_weak(state, held, Acquire, Relaxed) {
-                Ok(_) => return Some(Held(held & !PARKED)),
-                Err(s) => state = s,
-            }
+        if self.state.fetch_or(LOCKED, Acquire) & LOCKED != 0 {
+            return None;
         }
-        None
+        Some(Held(self.state.load(Relaxed) & !PARKED))
     }
 
     pub fn is_locked(&self) -> bool {
@@ -100,7 +102,7 @@ impl RawMutex {
         let mut state = self.state.load(Relaxed);
         loop {
             if state & LOCKED == 0 {
-                let held = state.wrapping_add(ONE) | LOCKED;
+                let held = state | LOCKED;
                 match self.state.compare_exchange_weak(state, held, Acquire, Relaxed) {
                     Ok(_) => return (won(&before_sleep), Held(held & !PARKED)),
                     Err(s) => state = s,
@@ -152,7 +154,8 @@ impl RawMutex {
     /// The caller holds the lock as `held`.
     #[inline]
     pub unsafe fn try_unlock_fast(&self, held: Held) -> bool {
-        self.state.compare_exchange(held.0, held.0 & !LOCKED, Release, Relaxed).is_ok()
+        let released = held.0.wrapping_add(ONE) & !LOCKED;
+        self.state.compare_exchange(held.0, released, Release, Relaxed).is_ok()
     }
 
     /// Releases the lock and wakes a sleeper (or hands the lock to it).
@@ -164,12 +167,12 @@ impl RawMutex {
     pub unsafe fn unlock_slow(&self, held: Held) {
         // While we hold the lock with PARKED set nobody else writes the word, so plain stores
         // inside the callback (run with the parking lot's bucket locked) are safe.
-        let base = held.0 & !(LOCKED | PARKED);
+        let base = (held.0 & !(LOCKED | PARKED)).wrapping_add(ONE);
         let callback = |r: UnparkResult| {
             let parked = if r.have_more_threads { PARKED } else { 0 };
             if r.unparked_threads != 0 && r.be_fair {
-                // Hand over: the word stays LOCKED and counts the woken thread's acquisition.
-                self.state.store(base.wrapping_add(ONE) | LOCKED | parked, Relaxed);
+                // Hand over: the word stays LOCKED for the woken thread.
+                self.state.store(base | LOCKED | parked, Relaxed);
                 return TOKEN_HANDOFF;
             }
             self.state.store(base | parked, Release);
