@@ -9,7 +9,6 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
-use std::time::Instant;
 
 use parking_lot::Mutex;
 use prometheus_client::collector::Collector;
@@ -39,7 +38,14 @@ pub fn register_current() {
 }
 
 thread_local! {
-    static POLL_START: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// [`clock_ns`](super::clock_ns) at the start of this thread's current poll; 0 = none.
+    static POLL_START: Cell<u64> = const { Cell::new(0) };
+}
+
+/// When the current task's poll started, if a hooked runtime is polling it (else 0): lets a
+/// tracked task's wrapper reuse the hook's clock read.
+pub(super) fn poll_started_ns() -> u64 {
+    POLL_START.try_with(Cell::get).unwrap_or(0)
 }
 
 /// Installs task tracking and poll timing hooks on `builder`.
@@ -49,14 +55,17 @@ pub fn install_hooks(builder: &mut Builder) -> &mut Builder {
         .on_task_spawn(task::hook_spawn)
         .on_task_terminate(task::hook_terminate)
         .on_before_task_poll(|meta| {
-            task::hook_before_poll(meta);
-            let _ = POLL_START.try_with(|s| s.set(Some(Instant::now())));
+            // One clock read serves both the poll timer and the task's last-poll time.
+            let now = super::clock_ns().max(1);
+            task::hook_before_poll(meta, now);
+            let _ = POLL_START.try_with(|s| s.set(now));
         })
-        .on_after_task_poll(|meta| {
-            if let Some(start) = POLL_START.try_with(Cell::take).ok().flatten() {
-                poll_histogram().observe_duration(start.elapsed());
+        .on_after_task_poll(|_| {
+            let start = POLL_START.try_with(Cell::take).unwrap_or(0);
+            if start != 0 {
+                poll_histogram().observe_raw(super::clock_ns().saturating_sub(start));
             }
-            task::hook_after_poll(meta);
+            task::hook_after_poll();
         })
 }
 

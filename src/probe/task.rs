@@ -14,7 +14,7 @@
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash};
+use std::hash::{BuildHasher, Hash, Hasher};
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -92,19 +92,41 @@ pub(crate) fn short_file(file: &str) -> &str {
     file
 }
 
-/// A sharded map; the shard lock is taken at spawn and finish only.
-type Shard<K> = Mutex<HashMap<K, Arc<TaskState>>>;
+/// Hashes task ids and label keys (integers and addresses, never chosen by an outside party)
+/// with one multiply: the registry is on every hooked spawn and poll, where SipHash showed.
+#[derive(Default, Clone, Copy)]
+struct IdHash(u64);
+
+impl Hasher for IdHash {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(b as u64);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<K> = HashMap<K, Arc<TaskState>, std::hash::BuildHasherDefault<IdHash>>;
+
+/// A sharded map; the shard lock is taken at spawn and finish (and, for hooked tasks, once
+/// per poll).
+type Shard<K> = Mutex<IdMap<K>>;
 
 struct Shards<K>(Box<[Shard<K>]>);
 
 impl<K: Hash + Eq> Shards<K> {
     fn new() -> Self {
-        Self((0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect())
+        Self((0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect())
     }
     fn shard(&self, k: &K) -> &Shard<K> {
-        static S: std::sync::OnceLock<std::collections::hash_map::RandomState> = std::sync::OnceLock::new();
-        let h = S.get_or_init(Default::default).hash_one(k) as usize;
-        &self.0[h % SHARDS]
+        // The high bits of the multiplicative hash are the well-mixed ones.
+        let h = std::hash::BuildHasherDefault::<IdHash>::default().hash_one(k);
+        &self.0[(h >> 58) as usize % SHARDS]
     }
     fn for_each(&self, mut f: impl FnMut(&Arc<TaskState>)) {
         for s in self.0.iter() {
@@ -152,8 +174,8 @@ thread_local! {
     static CURRENT_CHECK: Cell<u64> = const { Cell::new(0) };
     /// Set while `spawn` calls `tokio::spawn`, so the spawn hook skips the task.
     static SPAWNING_TRACKED: Cell<bool> = const { Cell::new(false) };
-    static COUNTERS: RefCell<HashMap<(bool, usize), (Counter, Counter)>> =
-        RefCell::new(HashMap::new());
+    static COUNTERS: RefCell<HashMap<(bool, usize), (Counter, Counter), std::hash::BuildHasherDefault<IdHash>>> =
+        RefCell::new(HashMap::default());
 }
 
 pub(crate) fn current_check() -> u64 {
@@ -277,7 +299,11 @@ impl<F: Future> Future for Tracked<F> {
         // SAFETY: `fut` is structurally pinned: never moved out of `self`, and Drop below
         // does not touch it.
         let this = unsafe { self.get_unchecked_mut() };
-        this.state.last_poll_ns.store(clock_ns().max(1), Relaxed);
+        let now = match super::runtime::poll_started_ns() {
+            0 => clock_ns().max(1),
+            hooked => hooked,
+        };
+        this.state.last_poll_ns.store(now, Relaxed);
         let _restore = RestoreCheck(set_current_check(this.state.check));
         unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx)
     }
@@ -294,7 +320,8 @@ impl<F> Drop for Tracked<F> {
 // ---- hooks for plain tokio::spawn ----------------------------------------------------------
 
 thread_local! {
-    static SAVED_CHECK: Cell<u64> = const { Cell::new(0) };
+    /// The check to restore after this poll, if the poll changed it.
+    static SAVED_CHECK: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
 pub(crate) fn hook_spawn(meta: &tokio::runtime::TaskMeta<'_>) {
@@ -313,22 +340,24 @@ pub(crate) fn hook_terminate(meta: &tokio::runtime::TaskMeta<'_>) {
     }
 }
 
-pub(crate) fn hook_before_poll(meta: &tokio::runtime::TaskMeta<'_>) {
+/// `now_ns` is the poll's start ([`clock_ns`]), read once for this and the poll timer.
+pub(crate) fn hook_before_poll(meta: &tokio::runtime::TaskMeta<'_>, now_ns: u64) {
     let id = meta.id();
     let check = {
         let shard = registry().hooked.shard(&id).lock();
         let Some(state) = shard.get(&id) else { return };
-        state.last_poll_ns.store(clock_ns().max(1), Relaxed);
+        state.last_poll_ns.store(now_ns.max(1), Relaxed);
         state.check
     };
     let prev = set_current_check(check);
-    let _ = SAVED_CHECK.try_with(|s| s.set(prev));
+    if prev != check {
+        let _ = SAVED_CHECK.try_with(|s| s.set(Some(prev)));
+    }
 }
 
-pub(crate) fn hook_after_poll(meta: &tokio::runtime::TaskMeta<'_>) {
-    let id = meta.id();
-    if registry().hooked.shard(&id).lock().contains_key(&id) {
-        set_current_check(SAVED_CHECK.try_with(Cell::get).unwrap_or(0));
+pub(crate) fn hook_after_poll() {
+    if let Some(prev) = SAVED_CHECK.try_with(Cell::take).ok().flatten() {
+        set_current_check(prev);
     }
 }
 
