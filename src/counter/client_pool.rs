@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::transport::{Channel, Endpoint};
-use tracing::Instrument;
 
 use crate::counter::balance::{self, Balance, Candidate};
 use crate::counter::breaker::{Breaker, BreakerConfig};
@@ -285,7 +284,7 @@ impl ServicePool {
             // One client span per attempt; the request carries it as `traceparent`.
             let span = crate::telemetry::grpc_client_span(method, attempt);
             let started = Instant::now();
-            let result = self.attempt(inst, &rpc).instrument(span.clone()).await;
+            let result = crate::telemetry::in_span(span.clone(), self.attempt(inst, &rpc)).await;
             let code = match &result {
                 Ok(_) => tonic::Code::Ok,
                 Err(s) => s.code(),
@@ -382,11 +381,7 @@ impl ServicePool {
         };
         self.call("Increment", Some(&op.key.resource_id), |mut c| {
             let req = req.clone();
-            async move {
-                c.increment(crate::telemetry::grpc_request(&tracing::Span::current(), req))
-                    .await
-                    .map(|r| r.into_inner().value)
-            }
+            async move { c.increment(crate::telemetry::grpc_request(req)).await.map(|r| r.into_inner().value) }
         })
         .await
     }
@@ -404,7 +399,7 @@ impl ServicePool {
             .call("BatchIncrement", key.as_deref(), |mut c| {
                 let req = req.clone();
                 async move {
-                    c.batch_increment(crate::telemetry::grpc_request(&tracing::Span::current(), req))
+                    c.batch_increment(crate::telemetry::grpc_request(req))
                         .await
                         .map(|r| r.into_inner().results)
                 }
@@ -427,11 +422,7 @@ impl ServicePool {
         let req = proto::GetRequest { resource_id: key.resource_id.clone(), counter_type: key.counter_type.clone() };
         self.call("Get", Some(&key.resource_id), |mut c| {
             let req = req.clone();
-            async move {
-                c.get(crate::telemetry::grpc_request(&tracing::Span::current(), req))
-                    .await
-                    .map(|r| r.into_inner().value)
-            }
+            async move { c.get(crate::telemetry::grpc_request(req)).await.map(|r| r.into_inner().value) }
         })
         .await
     }

@@ -14,7 +14,6 @@ pub use self::redis::{RedisConfig, RedisStore};
 
 use crate::counter::model::{ApplyId, CounterError, Key, Op};
 use crate::metrics::red;
-use tracing::Instrument;
 
 pub enum Backend {
     Memory(MemoryStore),
@@ -53,14 +52,13 @@ impl Store {
     pub async fn increment(&self, op: &Op, id: ApplyId<'_>) -> Result<i64, CounterError> {
         let started = Instant::now();
         let span = crate::telemetry::store_span(self.backend(), "increment");
-        let r = async {
+        let r = crate::telemetry::in_span(span, async {
             self.slow().await;
             match &self.backend {
                 Backend::Memory(m) => m.increment(op, id),
                 Backend::Redis(r) => r.increment(op, id).await,
             }
-        }
-        .instrument(span)
+        })
         .await;
         red::store_op(self.backend(), "increment", started.elapsed());
         r
@@ -73,14 +71,13 @@ impl Store {
         assert_eq!(ops.len(), ids.len(), "one apply id per operation");
         let started = Instant::now();
         let span = crate::telemetry::store_span(self.backend(), "batch");
-        let r = async {
+        let r = crate::telemetry::in_span(span, async {
             self.slow().await;
             match &self.backend {
                 Backend::Memory(m) => Ok(ops.iter().zip(ids).map(|(op, id)| m.increment(op, *id)).collect()),
                 Backend::Redis(r) => r.batch(ops, ids).await,
             }
-        }
-        .instrument(span)
+        })
         .await;
         red::store_op(self.backend(), "batch", started.elapsed());
         r
@@ -89,14 +86,13 @@ impl Store {
     pub async fn get(&self, key: &Key) -> Result<i64, CounterError> {
         let started = Instant::now();
         let span = crate::telemetry::store_span(self.backend(), "get");
-        let r = async {
+        let r = crate::telemetry::in_span(span, async {
             self.slow().await;
             match &self.backend {
                 Backend::Memory(m) => Ok(m.get(key)),
                 Backend::Redis(r) => r.get(key).await,
             }
-        }
-        .instrument(span)
+        })
         .await;
         red::store_op(self.backend(), "get", started.elapsed());
         r
