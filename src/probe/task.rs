@@ -111,7 +111,10 @@ impl Hasher for IdHash {
     }
 }
 
-type IdMap<K> = HashMap<K, Arc<TaskState>, std::hash::BuildHasherDefault<IdHash>>;
+type IdBuild = std::hash::BuildHasherDefault<IdHash>;
+type IdMap<K> = HashMap<K, Arc<TaskState>, IdBuild>;
+/// Per label key: the `(spawned, finished)` counters.
+type LabelCounters = HashMap<(bool, usize), (Counter, Counter), IdBuild>;
 
 /// A sharded map; the shard lock is taken at spawn and finish (and, for hooked tasks, once
 /// per poll).
@@ -125,7 +128,7 @@ impl<K: Hash + Eq> Shards<K> {
     }
     fn shard(&self, k: &K) -> &Shard<K> {
         // The high bits of the multiplicative hash are the well-mixed ones.
-        let h = std::hash::BuildHasherDefault::<IdHash>::default().hash_one(k);
+        let h = IdBuild::default().hash_one(k);
         &self.0[(h >> 58) as usize % SHARDS]
     }
     fn for_each(&self, mut f: impl FnMut(&Arc<TaskState>)) {
@@ -174,8 +177,7 @@ thread_local! {
     static CURRENT_CHECK: Cell<u64> = const { Cell::new(0) };
     /// Set while `spawn` calls `tokio::spawn`, so the spawn hook skips the task.
     static SPAWNING_TRACKED: Cell<bool> = const { Cell::new(false) };
-    static COUNTERS: RefCell<HashMap<(bool, usize), (Counter, Counter), std::hash::BuildHasherDefault<IdHash>>> =
-        RefCell::new(HashMap::default());
+    static COUNTERS: RefCell<LabelCounters> = RefCell::new(HashMap::default());
 }
 
 pub(crate) fn current_check() -> u64 {
