@@ -369,12 +369,6 @@ fn dropped_here() -> bool {
     TRACE.try_with(|t| matches!(t, Trace::Dropped(_))).unwrap_or(false)
 }
 
-/// The id of the sampled span the current task works under (`Some(None)`: under a sampled
-/// request with no span id), or `None` when the task is not serving a sampled request.
-fn sampled_parent() -> Option<Option<tracing::Id>> {
-    TRACE.try_with(|t| if let Trace::Sampled(s) = t { Some(s.id()) } else { None }).ok().flatten()
-}
-
 /// Runs `fut` inside `span`.
 ///
 /// With OTLP export on, a sampled span is *not* entered on every poll. Entering costs two
@@ -458,62 +452,67 @@ fn request_trace(headers: &http::HeaderMap, make: impl FnOnce() -> tracing::Span
     }
 }
 
+/// Where a span made while serving a request goes.
+enum Placement {
+    /// The request was not sampled: no span.
+    Dropped,
+    /// Below the sampled span the task works under ([`in_span`]), named explicitly.
+    Under(Option<tracing::Id>),
+    /// Below the entered span, as usual (OTLP off, or not serving a request).
+    Contextual,
+}
+
+fn placement() -> Placement {
+    if !otlp_active() {
+        return Placement::Contextual;
+    }
+    TRACE
+        .try_with(|t| match t {
+            Trace::Dropped(_) => Placement::Dropped,
+            Trace::Sampled(s) => Placement::Under(s.id()),
+        })
+        .unwrap_or(Placement::Contextual)
+}
+
+/// A debug span at its [`Placement`].
+macro_rules! placed_span {
+    (target: $target:literal, $name:literal, $($fields:tt)*) => {
+        match placement() {
+            Placement::Dropped => tracing::Span::none(),
+            Placement::Under(parent) => tracing::debug_span!(target: $target, parent: parent, $name, $($fields)*),
+            Placement::Contextual => tracing::debug_span!(target: $target, $name, $($fields)*),
+        }
+    };
+}
+
 /// The span of one gRPC call made by the gateway (one per attempt). Run the call in it with
 /// [`in_span`].
 pub fn grpc_client_span(method: &'static str, attempt: u32) -> tracing::Span {
-    macro_rules! client_span {
-        ($($parent:tt)*) => {
-            tracing::debug_span!(
-                target: "pinchpoint::rpc",
-                $($parent)*
-                "rpc.client",
-                otel.name = %format_args!("counter.v1.CounterService/{method}"),
-                otel.kind = "client",
-                otel.status_code = tracing::field::Empty,
-                rpc.system = "grpc",
-                rpc.service = "counter.v1.CounterService",
-                rpc.method = method,
-                rpc.grpc.status_code = tracing::field::Empty,
-                attempt,
-            )
-        };
-    }
-    if otlp_active() {
-        if dropped_here() {
-            return tracing::Span::none();
-        }
-        if let Some(parent) = sampled_parent() {
-            return client_span!(parent: parent,);
-        }
-    }
-    client_span!()
+    placed_span!(
+        target: "pinchpoint::rpc",
+        "rpc.client",
+        otel.name = %format_args!("counter.v1.CounterService/{method}"),
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = "counter.v1.CounterService",
+        rpc.method = method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        attempt,
+    )
 }
 
 /// The span of one store operation (`backend` memory|redis, `op` increment|batch|get). Run
 /// the operation in it with [`in_span`].
 pub fn store_span(backend: &'static str, op: &'static str) -> tracing::Span {
-    macro_rules! store_span {
-        ($($parent:tt)*) => {
-            tracing::debug_span!(
-                target: "pinchpoint::store",
-                $($parent)*
-                "store.op",
-                otel.name = %format_args!("store {op}"),
-                otel.kind = "internal",
-                db.system.name = backend,
-                db.operation.name = op,
-            )
-        };
-    }
-    if otlp_active() {
-        if dropped_here() {
-            return tracing::Span::none();
-        }
-        if let Some(parent) = sampled_parent() {
-            return store_span!(parent: parent,);
-        }
-    }
-    store_span!()
+    placed_span!(
+        target: "pinchpoint::store",
+        "store.op",
+        otel.name = %format_args!("store {op}"),
+        otel.kind = "internal",
+        db.system.name = backend,
+        db.operation.name = op,
+    )
 }
 
 /// The span of one gRPC call served, child of the caller's `traceparent` metadata.
