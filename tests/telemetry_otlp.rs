@@ -24,6 +24,26 @@ struct Got {
     trace_id: String,
     span_id: String,
     parent: String,
+    /// Attributes as `key=value` text.
+    attributes: Vec<String>,
+    /// The OTLP status code: 0 unset, 1 ok, 2 error.
+    status: i32,
+}
+
+impl Got {
+    fn has(&self, attribute: &str) -> bool {
+        self.attributes.iter().any(|a| a == attribute)
+    }
+}
+
+fn attribute_text(kv: &opentelemetry_proto::tonic::common::v1::KeyValue) -> String {
+    let value = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::IntValue(i)) => i.to_string(),
+        Some(Value::BoolValue(b)) => b.to_string(),
+        other => format!("{other:?}"),
+    };
+    format!("{}={value}", kv.key)
 }
 
 const KIND_SERVER: i32 = 2;
@@ -63,6 +83,8 @@ impl Sink {
                         trace_id: hex(&s.trace_id),
                         span_id: hex(&s.span_id),
                         parent: hex(&s.parent_span_id),
+                        attributes: s.attributes.iter().map(attribute_text).collect(),
+                        status: s.status.map_or(0, |st| st.code),
                     });
                 }
             }
@@ -230,6 +252,18 @@ async fn one_request_is_one_trace(protocol: &str) {
     assert_eq!(server.name, "counter.v1.CounterService/Increment");
     assert_eq!(server.parent, client.span_id, "service's server span is a child of the gateway's client span");
     assert_eq!(store.parent, server.span_id, "store span is a child of the server span");
+    // The semantic-convention attributes a tracing backend groups and filters by.
+    for a in ["http.request.method=POST", "http.route=/api/v1/counter/increment", "http.response.status_code=200"] {
+        assert!(http.has(a), "http span lacks {a}: {:?}", http.attributes);
+    }
+    for s in [&client, &server] {
+        for a in ["rpc.system=grpc", "rpc.service=counter.v1.CounterService", "rpc.method=Increment"] {
+            assert!(s.has(a), "{} span lacks {a}: {:?}", s.name, s.attributes);
+        }
+        assert!(s.has("rpc.grpc.status_code=0"), "{:?}", s.attributes);
+        assert_eq!(s.status, 0, "a successful call leaves the status unset");
+    }
+    assert!(store.has("db.system.name=memory") && store.has("db.operation.name=increment"), "{:?}", store.attributes);
 
     // Exemplars: the duration histograms name the trace the receiver got.
     let gw_text = scrape(&gw.admin_url()).await;
@@ -263,10 +297,24 @@ async fn one_request_is_one_trace(protocol: &str) {
         .await
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
+    // With the service gone, the failed call and the 5xx are marked as errors.
+    assert!(svc.terminate(Duration::from_secs(15)).success());
+    let (status, body) = api.increment(&resource, "views", 1, None).await;
+    assert!(status >= 500, "{status} {body}");
     // Graceful shutdown flushes what is buffered.
     assert!(gw.terminate(Duration::from_secs(15)).success());
-    assert!(svc.terminate(Duration::from_secs(15)).success());
     let spans = sink.snapshot();
+    let failed = spans
+        .iter()
+        .find(|s| s.kind == KIND_SERVER && s.service == "pinchpoint-gateway" && s.status == 2)
+        .expect("an HTTP span with error status");
+    assert!(failed.has(&format!("http.response.status_code={status}")), "{:?}", failed.attributes);
+    let failed_call = spans
+        .iter()
+        .find(|s| s.kind == KIND_CLIENT && s.trace_id == failed.trace_id)
+        .expect("the failed call's client span");
+    assert_eq!(failed_call.status, 2, "{failed_call:?}");
+    assert!(!failed_call.has("rpc.grpc.status_code=0"), "{:?}", failed_call.attributes);
     let continued =
         spans.iter().find(|s| s.service == "pinchpoint-gateway" && s.trace_id == parent_trace && s.kind == KIND_SERVER);
     assert_eq!(continued.map(|s| s.parent.as_str()), Some("00f067aa0ba902b7"), "traceparent header continued");

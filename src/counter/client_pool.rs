@@ -282,17 +282,16 @@ impl ServicePool {
                 continue;
             }
             // One client span per attempt; the request carries it as `traceparent`.
-            let span = crate::telemetry::grpc_client_span(method, attempt);
+            let mut span = crate::telemetry::grpc_client_span(method, attempt);
             let started = Instant::now();
-            let result = crate::telemetry::in_span(span.clone(), self.attempt(inst, &rpc)).await;
+            let result = span.run(self.attempt(inst, &rpc)).await;
             let code = match &result {
                 Ok(_) => tonic::Code::Ok,
                 Err(s) => s.code(),
             };
-            span.in_scope(|| {
-                crate::telemetry::record_grpc_status(&span, code as i32);
-                red::rpc_client(method, proto::code_label(code), started.elapsed());
-            });
+            span.record_grpc_status(code as i32);
+            span.in_scope(|| red::rpc_client(method, proto::code_label(code), started.elapsed()));
+            drop(span);
             match result {
                 Ok(v) => {
                     inst.breaker.on_success();

@@ -179,20 +179,12 @@ async fn record_red_metrics(req: Request, next: Next) -> Response {
     let route = route.as_deref().unwrap_or("unmatched");
     let method = req.method().clone();
     // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
-    let trace = crate::telemetry::http_request_trace(method.as_str(), route, req.headers());
-    let span = trace.span.clone();
-    let response = trace.run(crate::probe::alloc::track_request(route, next.run(req))).await;
+    let mut span = crate::telemetry::http_request_span(method.as_str(), route, req.headers());
+    let response = span.run(crate::probe::alloc::track_request(route, next.run(req))).await;
     let status = response.status().as_u16();
-    // Inside the span: a sampled trace id becomes the duration histogram's exemplar.
-    span.in_scope(|| {
-        if !span.is_disabled() {
-            span.record("http.response.status_code", status);
-            if status >= 500 {
-                span.record("otel.status_code", "ERROR");
-            }
-        }
-        red::http_request(route, method.as_str(), status, started.elapsed());
-    });
+    span.record_http_status(status);
+    // A sampled trace id becomes the duration histogram's exemplar.
+    span.in_scope(|| red::http_request(route, method.as_str(), status, started.elapsed()));
     response
 }
 

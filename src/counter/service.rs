@@ -48,20 +48,17 @@ fn request_id_or_new(id: String) -> Result<String, CounterError> {
 /// Runs in `span` (the server span, child of the caller's `traceparent`).
 async fn observed<T>(
     method: &'static str,
-    trace: crate::telemetry::RequestTrace,
+    mut span: crate::telemetry::Span,
     f: impl std::future::Future<Output = Result<T, CounterError>>,
 ) -> Result<Response<T>, Status> {
     let started = Instant::now();
-    let span = trace.span.clone();
-    let result = trace.run(f).await.map(Response::new).map_err(|e| proto::to_status(&e));
+    let result = span.run(f).await.map(Response::new).map_err(|e| proto::to_status(&e));
     let code = match &result {
         Ok(_) => tonic::Code::Ok,
         Err(s) => s.code(),
     };
-    span.in_scope(|| {
-        crate::telemetry::record_grpc_status(&span, code as i32);
-        red::rpc_server(method, proto::code_label(code), started.elapsed());
-    });
+    span.record_grpc_status(code as i32);
+    span.in_scope(|| red::rpc_server(method, proto::code_label(code), started.elapsed()));
     result
 }
 
@@ -80,7 +77,7 @@ impl CounterService for CounterRpc {
     async fn increment(&self, request: Request<IncrementRequest>) -> Result<Response<IncrementResponse>, Status> {
         observed(
             "Increment",
-            crate::telemetry::grpc_request_trace("Increment", request.metadata()),
+            crate::telemetry::grpc_server_span("Increment", request.metadata()),
             self.apply_one(request.into_inner()),
         )
         .await
@@ -90,7 +87,7 @@ impl CounterService for CounterRpc {
         &self,
         request: Request<BatchIncrementRequest>,
     ) -> Result<Response<BatchIncrementResponse>, Status> {
-        observed("BatchIncrement", crate::telemetry::grpc_request_trace("BatchIncrement", request.metadata()), async {
+        observed("BatchIncrement", crate::telemetry::grpc_server_span("BatchIncrement", request.metadata()), async {
             let req = request.into_inner();
             check_batch_len(req.operations.len())?;
             // Validate everything before applying anything: a bad batch changes nothing.
@@ -119,7 +116,7 @@ impl CounterService for CounterRpc {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        observed("Get", crate::telemetry::grpc_request_trace("Get", request.metadata()), async {
+        observed("Get", crate::telemetry::grpc_server_span("Get", request.metadata()), async {
             let req = request.into_inner();
             let key = Key::new(req.resource_id, req.counter_type)?;
             let value = self.store.get(&key).await?;

@@ -52,14 +52,15 @@ impl Store {
     pub async fn increment(&self, op: &Op, id: ApplyId<'_>) -> Result<i64, CounterError> {
         let started = Instant::now();
         let span = crate::telemetry::store_span(self.backend(), "increment");
-        let r = crate::telemetry::in_span(span, async {
-            self.slow().await;
-            match &self.backend {
-                Backend::Memory(m) => m.increment(op, id),
-                Backend::Redis(r) => r.increment(op, id).await,
-            }
-        })
-        .await;
+        let r = span
+            .run(async {
+                self.slow().await;
+                match &self.backend {
+                    Backend::Memory(m) => m.increment(op, id),
+                    Backend::Redis(r) => r.increment(op, id).await,
+                }
+            })
+            .await;
         red::store_op(self.backend(), "increment", started.elapsed());
         r
     }
@@ -71,14 +72,15 @@ impl Store {
         assert_eq!(ops.len(), ids.len(), "one apply id per operation");
         let started = Instant::now();
         let span = crate::telemetry::store_span(self.backend(), "batch");
-        let r = crate::telemetry::in_span(span, async {
-            self.slow().await;
-            match &self.backend {
-                Backend::Memory(m) => Ok(ops.iter().zip(ids).map(|(op, id)| m.increment(op, *id)).collect()),
-                Backend::Redis(r) => r.batch(ops, ids).await,
-            }
-        })
-        .await;
+        let r = span
+            .run(async {
+                self.slow().await;
+                match &self.backend {
+                    Backend::Memory(m) => Ok(ops.iter().zip(ids).map(|(op, id)| m.increment(op, *id)).collect()),
+                    Backend::Redis(r) => r.batch(ops, ids).await,
+                }
+            })
+            .await;
         red::store_op(self.backend(), "batch", started.elapsed());
         r
     }
@@ -86,14 +88,15 @@ impl Store {
     pub async fn get(&self, key: &Key) -> Result<i64, CounterError> {
         let started = Instant::now();
         let span = crate::telemetry::store_span(self.backend(), "get");
-        let r = crate::telemetry::in_span(span, async {
-            self.slow().await;
-            match &self.backend {
-                Backend::Memory(m) => Ok(m.get(key)),
-                Backend::Redis(r) => r.get(key).await,
-            }
-        })
-        .await;
+        let r = span
+            .run(async {
+                self.slow().await;
+                match &self.backend {
+                    Backend::Memory(m) => Ok(m.get(key)),
+                    Backend::Redis(r) => r.get(key).await,
+                }
+            })
+            .await;
         red::store_op(self.backend(), "get", started.elapsed());
         r
     }

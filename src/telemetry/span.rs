@@ -1,0 +1,491 @@
+//! The spans of the counter system's request path: the HTTP request, the RPC client call,
+//! the RPC server handler and the store operation, and the trace context their calls carry.
+//!
+//! A [`Span`] is whatever the process's telemetry makes of it:
+//! - with OTLP export on, the request's head-sampling decision is made once, where it enters
+//!   the process. A sampled request's spans go straight to the exporter (see `otlp.rs`); an
+//!   unsampled one has no spans at all, and its calls carry an unsampled `traceparent` so the
+//!   next process drops it too. 10% sampling costs about 10% of full tracing.
+//! - without OTLP, a span is a debug-level `tracing` span under the `pinchpoint` target, seen
+//!   by `RUST_LOG=pinchpoint=debug` logs and free (a cached interest check) otherwise.
+//!
+//! A span does not get entered on every poll: [`Span::run`] puts its trace context in a
+//! task-local, where children and [`grpc_request`] find it, and [`Span::in_scope`] names its
+//! trace for the exemplars of metrics recorded in the closure ([`sampled_trace_id`]).
+
+// Without `otlp` nothing is sampled or dropped: those variants and their helpers go unused.
+#![cfg_attr(not(feature = "otlp"), allow(dead_code))]
+
+#[cfg(feature = "otlp")]
+use std::borrow::Cow;
+use std::cell::Cell;
+use std::future::Future;
+
+use super::{otlp, otlp_active};
+
+tokio::task_local! {
+    /// The trace of the request this task serves, where it entered the process.
+    static TRACE: Trace;
+}
+
+/// A request's head-sampling decision, as its task sees it.
+#[derive(Clone)]
+enum Trace {
+    /// Not sampled. A `HeaderValue` shares its bytes: passing an incoming header on, and
+    /// adding it to each call, copies nothing.
+    Dropped(http::HeaderValue),
+    /// Sampled: the context of the innermost span in progress.
+    Sampled(otlp::Ctx),
+}
+
+/// What a metric recorded inside [`Span::in_scope`] takes as its exemplar.
+#[derive(Clone, Copy)]
+enum Scoped {
+    /// Not inside `in_scope`: ask the task's trace.
+    Unknown,
+    Untraced,
+    Traced(u128),
+}
+
+thread_local! {
+    static SCOPED: Cell<Scoped> = const { Cell::new(Scoped::Unknown) };
+}
+
+/// One span of the request path. Dropping it ends it (and exports it, when sampled).
+#[must_use = "a span ends when dropped"]
+pub struct Span(Inner);
+
+enum Inner {
+    /// Nothing records it: no exporter and no debug logging, or part of an unsampled request.
+    Off,
+    /// Head sampling dropped the request this span would have started.
+    Dropped(http::HeaderValue),
+    /// OTLP off and a subscriber wants debug spans: an ordinary `tracing` span.
+    Log(tracing::Span),
+    /// Sampled: exported when dropped.
+    Exported(Box<otlp::Live>),
+}
+
+impl Span {
+    /// A span that records nothing.
+    pub fn none() -> Self {
+        Span(Inner::Off)
+    }
+
+    /// True when the span is exported or logged.
+    pub fn is_recording(&self) -> bool {
+        matches!(self.0, Inner::Log(_) | Inner::Exported(_))
+    }
+
+    /// The trace id when the span is sampled for export.
+    pub fn trace_id(&self) -> Option<u128> {
+        match &self.0 {
+            Inner::Exported(live) => Some(live.ctx().trace_id()),
+            Inner::Log(s) => tracing_span_trace_id(s),
+            Inner::Off | Inner::Dropped(_) => None,
+        }
+    }
+
+    /// Runs `fut` as the work of this span: spans made in it are its children and gRPC
+    /// calls ([`grpc_request`]) carry its context.
+    pub async fn run<F: Future>(&self, fut: F) -> F::Output {
+        use tracing::Instrument;
+        match &self.0 {
+            Inner::Off => fut.await,
+            Inner::Dropped(unsampled) => TRACE.scope(Trace::Dropped(unsampled.clone()), fut).await,
+            Inner::Log(span) => fut.instrument(span.clone()).await,
+            Inner::Exported(live) => TRACE.scope(Trace::Sampled(live.ctx().clone()), fut).await,
+        }
+    }
+
+    /// Calls `f` with this span's trace as the exemplar of the metrics it records.
+    pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
+        let scoped = match &self.0 {
+            Inner::Off => return f(),
+            Inner::Log(span) => return span.in_scope(f),
+            Inner::Dropped(_) => Scoped::Untraced,
+            Inner::Exported(live) => Scoped::Traced(live.ctx().trace_id()),
+        };
+        let outer = SCOPED.replace(scoped);
+        let r = f();
+        SCOPED.set(outer);
+        r
+    }
+
+    /// Records an HTTP response status (5xx marks the span as an error).
+    pub fn record_http_status(&mut self, status: u16) {
+        match &mut self.0 {
+            Inner::Exported(live) => live.record_http_status(status),
+            Inner::Log(span) => {
+                span.record("http.response.status_code", status);
+                if status >= 500 {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Inner::Off | Inner::Dropped(_) => {}
+        }
+    }
+
+    /// Records a gRPC status code (anything but 0, `OK`, marks the span as an error).
+    pub fn record_grpc_status(&mut self, code: i32) {
+        match &mut self.0 {
+            Inner::Exported(live) => live.record_grpc_status(code),
+            Inner::Log(span) => {
+                span.record("rpc.grpc.status_code", code);
+                if code != 0 {
+                    span.record("otel.status_code", "ERROR");
+                }
+            }
+            Inner::Off | Inner::Dropped(_) => {}
+        }
+    }
+}
+
+/// A logged span, or none when nothing wants it.
+fn logged(span: tracing::Span) -> Span {
+    if span.is_disabled() {
+        Span::none()
+    } else {
+        Span(Inner::Log(span))
+    }
+}
+
+/// The OTel attributes of a span, built only for sampled ones.
+#[cfg(feature = "otlp")]
+type Attributes = Vec<opentelemetry::KeyValue>;
+
+/// A span where a request enters the process: sampled or dropped here, continuing the
+/// caller's trace context in `headers`.
+#[cfg(feature = "otlp")]
+fn entry(
+    headers: &http::HeaderMap,
+    kind: opentelemetry::trace::SpanKind,
+    exported: impl FnOnce() -> (Cow<'static, str>, Attributes),
+    log: impl FnOnce() -> tracing::Span,
+) -> Span {
+    if !otlp_active() {
+        return logged(log());
+    }
+    match otlp::head_decision(headers, kind.clone()) {
+        otlp::Head::Drop(unsampled) => Span(Inner::Dropped(unsampled)),
+        otlp::Head::Sample { trace_id, remote_parent, state } => {
+            let (name, attributes) = exported();
+            Span(Inner::Exported(Box::new(otlp::Live::entry((trace_id, remote_parent, state), kind, name, attributes))))
+        }
+    }
+}
+
+/// A span below the one the task works under. Outside any request (a write-buffer flush,
+/// say) it starts a trace of its own, sampled like a request.
+#[cfg(feature = "otlp")]
+fn child(
+    kind: opentelemetry::trace::SpanKind,
+    exported: impl FnOnce() -> (Cow<'static, str>, Attributes),
+    log: impl FnOnce() -> tracing::Span,
+) -> Span {
+    if !otlp_active() {
+        return logged(log());
+    }
+    match TRACE.try_with(|t| match t {
+        Trace::Dropped(_) => None,
+        Trace::Sampled(ctx) => Some(ctx.clone()),
+    }) {
+        Ok(None) => Span::none(),
+        Ok(Some(parent)) => {
+            let (name, attributes) = exported();
+            Span(Inner::Exported(Box::new(otlp::Live::child(&parent, kind, name, attributes))))
+        }
+        Err(_) => entry(&http::HeaderMap::new(), kind, exported, log),
+    }
+}
+
+/// The span of one HTTP request served (`route` is the route template), continuing the
+/// caller's `traceparent`.
+pub fn http_request_span(method: &str, route: &str, headers: &http::HeaderMap) -> Span {
+    let log = || {
+        tracing::debug_span!(
+            target: "pinchpoint::http",
+            "http.request",
+            otel.name = %format_args!("{method} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            http.route = %route,
+            http.response.status_code = tracing::field::Empty,
+        )
+    };
+    #[cfg(feature = "otlp")]
+    {
+        use opentelemetry::KeyValue;
+        entry(
+            headers,
+            opentelemetry::trace::SpanKind::Server,
+            || {
+                // Interned: exporting clones each span's data (opentelemetry-otlp copies the
+                // batch per attempt), and a `&'static str` copies for free.
+                let method = known_method(method);
+                let route = interned(route).unwrap_or_else(|| Cow::Owned(route.to_owned()));
+                let label = if method == "_OTHER" { "HTTP" } else { method };
+                let name = interned(&format!("{label} {route}")).unwrap_or_else(|| format!("{label} {route}").into());
+                let attributes = vec![KeyValue::new("http.request.method", method), KeyValue::new("http.route", route)];
+                (name, attributes)
+            },
+            log,
+        )
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = headers;
+        logged(log())
+    }
+}
+
+/// The method as the HTTP semantic conventions name it: one of the standard methods, or
+/// `_OTHER` (which also keeps the set of span names bounded).
+#[cfg(feature = "otlp")]
+fn known_method(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"];
+    KNOWN.iter().find(|m| **m == method).copied().unwrap_or("_OTHER")
+}
+
+/// Route templates and span names, kept for the life of the process. Both come from a
+/// bounded set (the router's templates, the standard methods); the cap only guards against
+/// a router that makes templates up.
+#[cfg(feature = "otlp")]
+fn interned(s: &str) -> Option<Cow<'static, str>> {
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+    const CAP: usize = 1024;
+    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let seen = seen.get_or_insert_with(HashSet::new);
+    if let Some(k) = seen.get(s) {
+        return Some(Cow::Borrowed(*k));
+    }
+    if seen.len() >= CAP {
+        return None;
+    }
+    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
+    seen.insert(leaked);
+    Some(Cow::Borrowed(leaked))
+}
+
+/// `counter.v1.CounterService/<method>` without an allocation for the methods we serve.
+#[cfg(feature = "otlp")]
+fn rpc_name(method: &'static str) -> Cow<'static, str> {
+    match method {
+        "Increment" => Cow::Borrowed("counter.v1.CounterService/Increment"),
+        "BatchIncrement" => Cow::Borrowed("counter.v1.CounterService/BatchIncrement"),
+        "Get" => Cow::Borrowed("counter.v1.CounterService/Get"),
+        "StreamIncrements" => Cow::Borrowed("counter.v1.CounterService/StreamIncrements"),
+        other => Cow::Owned(format!("counter.v1.CounterService/{other}")),
+    }
+}
+
+#[cfg(feature = "otlp")]
+fn rpc_attributes(method: &'static str) -> Attributes {
+    use opentelemetry::KeyValue;
+    vec![
+        KeyValue::new("rpc.system", "grpc"),
+        KeyValue::new("rpc.service", "counter.v1.CounterService"),
+        KeyValue::new("rpc.method", method),
+    ]
+}
+
+/// The span of one gRPC call made by the gateway (one per attempt). Run the call in it with
+/// [`Span::run`].
+pub fn grpc_client_span(method: &'static str, attempt: u32) -> Span {
+    let log = || {
+        tracing::debug_span!(
+            target: "pinchpoint::rpc",
+            "rpc.client",
+            otel.name = %format_args!("counter.v1.CounterService/{method}"),
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = "counter.v1.CounterService",
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+            attempt,
+        )
+    };
+    #[cfg(feature = "otlp")]
+    {
+        child(
+            opentelemetry::trace::SpanKind::Client,
+            || {
+                let mut attributes = rpc_attributes(method);
+                if attempt > 0 {
+                    attributes.push(opentelemetry::KeyValue::new("attempt", i64::from(attempt)));
+                }
+                (rpc_name(method), attributes)
+            },
+            log,
+        )
+    }
+    #[cfg(not(feature = "otlp"))]
+    logged(log())
+}
+
+/// The span of one gRPC call served, child of the caller's `traceparent` metadata.
+#[cfg(feature = "lab")]
+pub fn grpc_server_span(method: &'static str, metadata: &tonic::metadata::MetadataMap) -> Span {
+    let log = || {
+        tracing::debug_span!(
+            target: "pinchpoint::rpc",
+            "rpc.server",
+            otel.name = %format_args!("counter.v1.CounterService/{method}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            rpc.system = "grpc",
+            rpc.service = "counter.v1.CounterService",
+            rpc.method = method,
+            rpc.grpc.status_code = tracing::field::Empty,
+        )
+    };
+    #[cfg(feature = "otlp")]
+    {
+        // MetadataMap is a HeaderMap underneath.
+        entry(
+            metadata.as_ref(),
+            opentelemetry::trace::SpanKind::Server,
+            || (rpc_name(method), rpc_attributes(method)),
+            log,
+        )
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        let _ = metadata;
+        logged(log())
+    }
+}
+
+/// The span of one store operation (`backend` memory|redis, `op` increment|batch|get). Run
+/// the operation in it with [`Span::run`].
+pub fn store_span(backend: &'static str, op: &'static str) -> Span {
+    let log = || {
+        tracing::debug_span!(
+            target: "pinchpoint::store",
+            "store.op",
+            otel.name = %format_args!("store {op}"),
+            otel.kind = "internal",
+            db.system.name = backend,
+            db.operation.name = op,
+        )
+    };
+    #[cfg(feature = "otlp")]
+    {
+        use opentelemetry::KeyValue;
+        child(
+            opentelemetry::trace::SpanKind::Internal,
+            || {
+                let name = match op {
+                    "increment" => Cow::Borrowed("store increment"),
+                    "batch" => Cow::Borrowed("store batch"),
+                    "get" => Cow::Borrowed("store get"),
+                    other => Cow::Owned(format!("store {other}")),
+                };
+                (name, vec![KeyValue::new("db.system.name", backend), KeyValue::new("db.operation.name", op)])
+            },
+            log,
+        )
+    }
+    #[cfg(not(feature = "otlp"))]
+    logged(log())
+}
+
+/// A gRPC request carrying the trace context of the span the task works under
+/// ([`Span::run`]): its sampled context, the request's unsampled decision, or else the
+/// context of the entered `tracing` span.
+#[cfg(feature = "lab")]
+pub fn grpc_request<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if !otlp_active() {
+        return request;
+    }
+    // MetadataMap is a HeaderMap underneath: trace headers go in as they are.
+    let headers: &mut http::HeaderMap = request.metadata_mut().as_mut();
+    let in_request = TRACE.try_with(|t| match t {
+        Trace::Dropped(unsampled) => {
+            headers.insert(http::header::HeaderName::from_static("traceparent"), unsampled.clone());
+        }
+        Trace::Sampled(ctx) => ctx.inject(headers),
+    });
+    if in_request.is_err() {
+        inject_tracing_span(&tracing::Span::current(), headers);
+    }
+    // A traceparent is new on every call: HPACK would add each one to the connection's
+    // dynamic table and evict the headers that repeat (path, content-type, te...). Sensitive
+    // values are sent as literals that are never indexed.
+    if let Some(v) = headers.get_mut("traceparent") {
+        v.set_sensitive(true);
+    }
+    request
+}
+
+/// The trace id of the span in scope when it is sampled for export: what a histogram keeps
+/// as its exemplar. `None` (after one relaxed load) when nothing is exported.
+#[inline]
+pub fn sampled_trace_id() -> Option<u128> {
+    if !otlp_active() {
+        return None;
+    }
+    match SCOPED.get() {
+        Scoped::Traced(id) => return Some(id),
+        Scoped::Untraced => return None,
+        Scoped::Unknown => {}
+    }
+    match TRACE.try_with(|t| match t {
+        Trace::Dropped(_) => None,
+        Trace::Sampled(ctx) => Some(ctx.trace_id()),
+    }) {
+        Ok(id) => id,
+        // Not serving a request: an entered `tracing` span of the embedding service, if any.
+        Err(_) => {
+            let span = tracing::Span::current();
+            if span.is_none() {
+                None
+            } else {
+                tracing_span_trace_id(&span)
+            }
+        }
+    }
+}
+
+fn tracing_span_trace_id(span: &tracing::Span) -> Option<u128> {
+    if !otlp_active() || span.is_disabled() {
+        return None;
+    }
+    #[cfg(feature = "otlp")]
+    {
+        otlp::tracing_span_trace_id(span)
+    }
+    #[cfg(not(feature = "otlp"))]
+    {
+        None
+    }
+}
+
+#[cfg(feature = "lab")]
+fn inject_tracing_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
+    if span.is_disabled() {
+        return;
+    }
+    #[cfg(feature = "otlp")]
+    otlp::inject_tracing_span(span, headers);
+    #[cfg(not(feature = "otlp"))]
+    let _ = headers;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_is_recorded_without_a_subscriber() {
+        let span = grpc_client_span("Get", 0);
+        assert!(!span.is_recording());
+        assert!(span.trace_id().is_none());
+        assert!(span.in_scope(sampled_trace_id).is_none());
+    }
+}
