@@ -91,6 +91,19 @@ fn console_flag_on_a_taken_port_fails_with_a_reason() {
 }
 
 #[test]
+fn a_console_retention_that_is_not_a_duration_fails_with_a_reason() {
+    let out = std::process::Command::new(BIN)
+        .args(["service", "--listen", ":0", "--admin", ":0", "--console-addr", ":0"])
+        .env("TOKIO_CONSOLE_RETENTION", "ten minutes")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("TOKIO_CONSOLE_RETENTION") && err.contains("ten minutes"), "{err}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("listening on"), "nothing started");
+}
+
+#[test]
 fn probes_appear_as_console_resources() {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let _enter = rt.enter();

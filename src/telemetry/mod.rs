@@ -118,6 +118,8 @@ pub enum TelemetryError {
     ConsoleBind { addr: SocketAddr, source: std::io::Error },
     #[error("--console needs the `console` cargo feature, which this build lacks")]
     ConsoleNotBuilt,
+    #[error("{name}={value:?} is not a duration: write it as 30s, 500ms, 2m or 1h")]
+    ConsoleEnv { name: &'static str, value: String },
     #[error("OTLP export is configured ({0}) but this build lacks the `otlp` cargo feature")]
     OtlpNotBuilt(&'static str),
     #[error("OTLP exporter: {0}")]
