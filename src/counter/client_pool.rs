@@ -101,7 +101,7 @@ pub struct ServicePool {
     probe: PoolProbe,
 }
 
-type Client = CounterServiceClient<Channel>;
+type Client = CounterServiceClient<crate::telemetry::Propagate<Channel>>;
 
 /// How long a health check may take before the instance counts as down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -357,7 +357,7 @@ impl ServicePool {
         };
         let lease = acquiring.acquired();
         inst.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = rpc(CounterServiceClient::new(channel)).await;
+        let result = rpc(CounterServiceClient::new(crate::telemetry::Propagate::new(channel))).await;
         inst.in_flight.fetch_sub(1, Ordering::Relaxed);
         drop(lease);
         drop(slot);
@@ -380,7 +380,7 @@ impl ServicePool {
         };
         self.call("Increment", Some(&op.key.resource_id), |mut c| {
             let req = req.clone();
-            async move { c.increment(crate::telemetry::grpc_request(req)).await.map(|r| r.into_inner().value) }
+            async move { c.increment(req).await.map(|r| r.into_inner().value) }
         })
         .await
     }
@@ -397,11 +397,7 @@ impl ServicePool {
         let results = self
             .call("BatchIncrement", key.as_deref(), |mut c| {
                 let req = req.clone();
-                async move {
-                    c.batch_increment(crate::telemetry::grpc_request(req))
-                        .await
-                        .map(|r| r.into_inner().results)
-                }
+                async move { c.batch_increment(req).await.map(|r| r.into_inner().results) }
             })
             .await?;
         if results.len() != n {
@@ -421,7 +417,7 @@ impl ServicePool {
         let req = proto::GetRequest { resource_id: key.resource_id.clone(), counter_type: key.counter_type.clone() };
         self.call("Get", Some(&key.resource_id), |mut c| {
             let req = req.clone();
-            async move { c.get(crate::telemetry::grpc_request(req)).await.map(|r| r.into_inner().value) }
+            async move { c.get(req).await.map(|r| r.into_inner().value) }
         })
         .await
     }

@@ -24,8 +24,9 @@
 //!
 //! The request path's spans ([`Span`]: HTTP request, RPC client, RPC server, store operation)
 //! make their head-sampling decision once per request and carry W3C `traceparent` in gRPC
-//! metadata ([`grpc_request`]); with OTLP on, sampled ones go straight to the exporter
-//! without passing through `tracing` (see `span.rs` and `otlp.rs` for why).
+//! metadata ([`Propagate`], a layer over the client channel); with OTLP on, sampled ones go
+//! straight to the exporter without passing through `tracing` (see `span.rs` and `otlp.rs`
+//! for why).
 //! [`sampled_trace_id`] gives the metrics the trace id for OpenMetrics exemplars.
 
 use std::net::SocketAddr;
@@ -38,16 +39,21 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 mod console;
 #[cfg(feature = "otlp")]
 mod otlp;
+mod propagate;
 mod span;
+mod task_trace;
 
-pub use span::{grpc_client_span, http_request_span, sampled_trace_id, store_span, Span};
+pub use propagate::{Propagate, PropagateLayer};
 #[cfg(feature = "lab")]
-pub use span::{grpc_request, grpc_server_span};
+pub use span::grpc_server_span;
+pub use span::{grpc_client_span, http_request_span, sampled_trace_id, store_span, Span};
 
 /// Stand-ins for a build without the `otlp` feature, where no span is ever sampled.
 #[cfg(not(feature = "otlp"))]
 #[allow(dead_code)]
 mod otlp {
+    pub(super) const TRACEPARENT: http::HeaderName = http::HeaderName::from_static("traceparent");
+
     #[derive(Clone)]
     pub(super) enum Ctx {}
 

@@ -9,9 +9,10 @@
 //! - without OTLP, a span is a debug-level `tracing` span under the `pinchpoint` target, seen
 //!   by `RUST_LOG=pinchpoint=debug` logs and free (a cached interest check) otherwise.
 //!
-//! A span does not get entered on every poll: [`Span::run`] puts its trace context in a
-//! task-local, where children and [`grpc_request`] find it, and [`Span::in_scope`] names its
-//! trace for the exemplars of metrics recorded in the closure ([`sampled_trace_id`]).
+//! A span does not get entered on every poll: [`Span::run`] makes its trace context the
+//! task's trace (`task_trace.rs`), where children and [`Propagate`](super::Propagate) find
+//! it, and [`Span::in_scope`] names its trace for the exemplars of metrics recorded in the
+//! closure ([`sampled_trace_id`]).
 
 // Without `otlp` nothing is sampled or dropped: those variants and their helpers go unused.
 #![cfg_attr(not(feature = "otlp"), allow(dead_code))]
@@ -21,22 +22,8 @@ use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::Future;
 
+use super::task_trace::{self, Scoped as TraceScope, Trace};
 use super::{otlp, otlp_active};
-
-tokio::task_local! {
-    /// The trace of the request this task serves, where it entered the process.
-    static TRACE: Trace;
-}
-
-/// A request's head-sampling decision, as its task sees it.
-#[derive(Clone)]
-enum Trace {
-    /// Not sampled. A `HeaderValue` shares its bytes: passing an incoming header on, and
-    /// adding it to each call, copies nothing.
-    Dropped(http::HeaderValue),
-    /// Sampled: the context of the innermost span in progress.
-    Sampled(otlp::Ctx),
-}
 
 /// What a metric recorded inside [`Span::in_scope`] takes as its exemplar.
 #[derive(Clone, Copy)]
@@ -92,9 +79,9 @@ impl Span {
         use tracing::Instrument;
         match &self.0 {
             Inner::Off => fut.await,
-            Inner::Dropped(unsampled) => TRACE.scope(Trace::Dropped(unsampled.clone()), fut).await,
+            Inner::Dropped(unsampled) => TraceScope::new(Trace::Dropped(unsampled.clone()), fut).await,
             Inner::Log(span) => fut.instrument(span.clone()).await,
-            Inner::Exported(live) => TRACE.scope(Trace::Sampled(live.ctx().clone()), fut).await,
+            Inner::Exported(live) => TraceScope::new(Trace::Sampled(live.ctx().clone()), fut).await,
         }
     }
 
@@ -186,16 +173,13 @@ fn child(
     if !otlp_active() {
         return logged(log());
     }
-    match TRACE.try_with(|t| match t {
-        Trace::Dropped(_) => None,
-        Trace::Sampled(ctx) => Some(ctx.clone()),
-    }) {
-        Ok(None) => Span::none(),
-        Ok(Some(parent)) => {
+    match task_trace::with(|t| t.cloned()) {
+        Some(Trace::Dropped(_)) => Span::none(),
+        Some(Trace::Sampled(parent)) => {
             let (name, attributes) = exported();
             Span(Inner::Exported(Box::new(otlp::Live::child(&parent, kind, name, attributes))))
         }
-        Err(_) => entry(&http::HeaderMap::new(), kind, exported, log),
+        None => entry(&http::HeaderMap::new(), kind, exported, log),
     }
 }
 
@@ -227,7 +211,9 @@ pub fn http_request_span(method: &str, route: &str, headers: &http::HeaderMap) -
                 let route = interned(route).unwrap_or_else(|| Cow::Owned(route.to_owned()));
                 let label = if method == "_OTHER" { "HTTP" } else { method };
                 let name = interned(&format!("{label} {route}")).unwrap_or_else(|| format!("{label} {route}").into());
-                let attributes = vec![KeyValue::new("http.request.method", method), KeyValue::new("http.route", route)];
+                // Room for the status, pushed at the end: a full Vec would reallocate.
+                let mut attributes = Vec::with_capacity(3);
+                attributes.extend([KeyValue::new("http.request.method", method), KeyValue::new("http.route", route)]);
                 (name, attributes)
             },
             log,
@@ -285,11 +271,14 @@ fn rpc_name(method: &'static str) -> Cow<'static, str> {
 #[cfg(feature = "otlp")]
 fn rpc_attributes(method: &'static str) -> Attributes {
     use opentelemetry::KeyValue;
-    vec![
+    // Room for the status (and a client's attempt), pushed later: a full Vec would reallocate.
+    let mut attributes = Vec::with_capacity(5);
+    attributes.extend([
         KeyValue::new("rpc.system", "grpc"),
         KeyValue::new("rpc.service", "counter.v1.CounterService"),
         KeyValue::new("rpc.method", method),
-    ]
+    ]);
+    attributes
 }
 
 /// The span of one gRPC call made by the gateway (one per attempt). Run the call in it with
@@ -394,33 +383,27 @@ pub fn store_span(backend: &'static str, op: &'static str) -> Span {
     logged(log())
 }
 
-/// A gRPC request carrying the trace context of the span the task works under
-/// ([`Span::run`]): its sampled context, the request's unsampled decision, or else the
-/// context of the entered `tracing` span.
-#[cfg(feature = "lab")]
-pub fn grpc_request<T>(message: T) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
+/// Writes the trace context of the span the task works under ([`Span::run`]) into
+/// `headers`: its sampled context, the request's unsampled decision, or else the context of
+/// the entered `tracing` span. See [`Propagate`](super::Propagate).
+pub(super) fn inject_current(headers: &mut http::HeaderMap) {
     if !otlp_active() {
-        return request;
+        return;
     }
-    // MetadataMap is a HeaderMap underneath: trace headers go in as they are.
-    let headers: &mut http::HeaderMap = request.metadata_mut().as_mut();
-    let in_request = TRACE.try_with(|t| match t {
-        Trace::Dropped(unsampled) => {
-            headers.insert(http::header::HeaderName::from_static("traceparent"), unsampled.clone());
+    let in_request = task_trace::with(|t| match t {
+        Some(Trace::Dropped(unsampled)) => {
+            headers.insert(otlp::TRACEPARENT, unsampled.clone());
+            true
         }
-        Trace::Sampled(ctx) => ctx.inject(headers),
+        Some(Trace::Sampled(ctx)) => {
+            ctx.inject(headers);
+            true
+        }
+        None => false,
     });
-    if in_request.is_err() {
+    if !in_request {
         inject_tracing_span(&tracing::Span::current(), headers);
     }
-    // A traceparent is new on every call: HPACK would add each one to the connection's
-    // dynamic table and evict the headers that repeat (path, content-type, te...). Sensitive
-    // values are sent as literals that are never indexed.
-    if let Some(v) = headers.get_mut("traceparent") {
-        v.set_sensitive(true);
-    }
-    request
 }
 
 /// The trace id of the span in scope when it is sampled for export: what a histogram keeps
@@ -435,13 +418,15 @@ pub fn sampled_trace_id() -> Option<u128> {
         Scoped::Untraced => return None,
         Scoped::Unknown => {}
     }
-    match TRACE.try_with(|t| match t {
-        Trace::Dropped(_) => None,
-        Trace::Sampled(ctx) => Some(ctx.trace_id()),
+    match task_trace::with(|t| {
+        t.map(|t| match t {
+            Trace::Dropped(_) => None,
+            Trace::Sampled(ctx) => Some(ctx.trace_id()),
+        })
     }) {
-        Ok(id) => id,
+        Some(id) => id,
         // Not serving a request: an entered `tracing` span of the embedding service, if any.
-        Err(_) => {
+        None => {
             let span = tracing::Span::current();
             if span.is_none() {
                 None
@@ -466,7 +451,6 @@ fn tracing_span_trace_id(span: &tracing::Span) -> Option<u128> {
     }
 }
 
-#[cfg(feature = "lab")]
 fn inject_tracing_span(span: &tracing::Span, headers: &mut http::HeaderMap) {
     if span.is_disabled() {
         return;
