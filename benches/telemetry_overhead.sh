@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # What do OTLP tracing and tokio-console cost a loaded gateway + service? Interleaved.
 #
-# Builds release (pinchpoint and the examples/otlp_sink receiver), then starts three
-# service+gateway pairs on 127.0.0.1:0, identical but for telemetry:
-#   off      no OTEL variables, no --console (the default)
-#   otlp10   OTLP traces over gRPC to a local otlp_sink, parentbased_traceidratio 0.1
-#   console  --console-addr :0 on both processes (no console client attached)
+# Builds release (pinchpoint and the examples/otlp_sink receiver), then starts one
+# service+gateway pair per mode on 127.0.0.1:0, identical but for telemetry:
+#   off         no OTEL variables, no --console (the default)
+#   otlp10      OTLP traces to a local otlp_sink over the default protocol (http/protobuf),
+#               parentbased_traceidratio 0.1; otlp0 and otlp100 sample 0% and 100%
+#   otlp10grpc  the same over OTEL_EXPORTER_OTLP_PROTOCOL=grpc
+#   console     --console-addr :0 on both processes (no console client attached)
+# The sink shares the two cores; it counts spans without decoding them, as a real
+# collector's work would run elsewhere.
 # and runs `pinchpoint load --url GATEWAY -n N -c C --json` ROUNDS times per mode, rotating
 # the order every round so drift hits all modes alike. Prints QPS per run, medians, ratios.
 #
@@ -18,7 +22,7 @@ set -euo pipefail
 ROUNDS=${1:-5}
 N=${2:-20000}
 CONC=${3:-100}
-MODES=${MODES:-"off otlp10 console"}
+MODES=${MODES:-"off otlp10 otlp10grpc console"}
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 
@@ -49,18 +53,24 @@ addr() { grep " $2 listening on " "$WORK/$1.out" | awk '{print $NF}'; }
 PIDS+=($!)
 SINK_PID=$!
 wait_lines "$WORK/sink.out" 2
-OTLP="http://$(addr sink grpc)"
+OTLP_GRPC="http://$(addr sink grpc)"
+OTLP_HTTP="http://$(addr sink http)"
 
 # start_pair MODE: a service and a gateway with MODE's telemetry.
 start_pair() {
   local mode=$1 env=() console=()
   case $mode in
     off) ;;
-    otlp0|otlp10|otlp100)
+    otlp0|otlp10|otlp100|otlp0grpc|otlp10grpc|otlp100grpc)
       # otlp0: exporter on, nothing sampled: the cost of the unsampled path alone.
-      local ratio=0.1; [ "$mode" = otlp100 ] && ratio=1.0; [ "$mode" = otlp0 ] && ratio=0.0
-      env=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP" OTEL_EXPORTER_OTLP_PROTOCOL=grpc
-           OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio) ;;
+      local ratio=0.1 sampled=${mode#otlp}
+      sampled=${sampled%grpc}
+      [ "$sampled" = 100 ] && ratio=1.0; [ "$sampled" = 0 ] && ratio=0.0
+      env=(OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio)
+      case $mode in
+        *grpc) env+=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC" OTEL_EXPORTER_OTLP_PROTOCOL=grpc) ;;
+        *) env+=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_HTTP") ;;
+      esac ;;
     console) console=(--console-addr :0) ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac

@@ -74,7 +74,7 @@ impl Span {
     }
 
     /// Runs `fut` as the work of this span: spans made in it are its children and gRPC
-    /// calls ([`grpc_request`]) carry its context.
+    /// calls made through [`Propagate`](super::Propagate) carry its context.
     pub async fn run<F: Future>(&self, fut: F) -> F::Output {
         use tracing::Instrument;
         match &self.0 {
