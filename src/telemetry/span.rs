@@ -173,9 +173,15 @@ fn child(
     if !otlp_active() {
         return logged(log());
     }
-    match task_trace::with(|t| t.cloned()) {
-        Some(Trace::Dropped(_)) => Span::none(),
-        Some(Trace::Sampled(parent)) => {
+    let parent = task_trace::with(|t| {
+        t.map(|t| match t {
+            Trace::Dropped(_) => None,
+            Trace::Sampled(ctx) => Some(ctx.clone()),
+        })
+    });
+    match parent {
+        Some(None) => Span::none(),
+        Some(Some(parent)) => {
             let (name, attributes) = exported();
             Span(Inner::Exported(Box::new(otlp::Live::child(&parent, kind, name, attributes))))
         }
