@@ -7,6 +7,8 @@
 #   otlp10      OTLP traces to a local otlp_sink over the default protocol (http/protobuf),
 #               parentbased_traceidratio 0.1; otlp0 and otlp100 sample 0% and 100%
 #   otlp10grpc  the same over OTEL_EXPORTER_OTLP_PROTOCOL=grpc
+#   otlp10sdk   (any otlp mode + sdk) the same through opentelemetry-otlp's exporter
+#               (PINCHPOINT_OTLP_EXPORTER=opentelemetry-otlp) instead of ours
 #   console     --console-addr :0 on both processes (no console client attached)
 # The sink shares the two cores; it counts spans without decoding them, as a real
 # collector's work would run elsewhere.
@@ -61,16 +63,18 @@ start_pair() {
   local mode=$1 env=() console=()
   case $mode in
     off) ;;
-    otlp0|otlp10|otlp100|otlp0grpc|otlp10grpc|otlp100grpc)
+    otlp0*|otlp10*|otlp100*)
       # otlp0: exporter on, nothing sampled: the cost of the unsampled path alone.
-      local ratio=0.1 sampled=${mode#otlp}
-      sampled=${sampled%grpc}
-      [ "$sampled" = 100 ] && ratio=1.0; [ "$sampled" = 0 ] && ratio=0.0
+      [[ $mode =~ ^otlp(0|10|100)(grpc)?(sdk)?$ ]] || { echo "unknown mode $mode" >&2; exit 2; }
+      local ratio=0.1
+      [ "${BASH_REMATCH[1]}" = 100 ] && ratio=1.0; [ "${BASH_REMATCH[1]}" = 0 ] && ratio=0.0
       env=(OTEL_TRACES_SAMPLER=parentbased_traceidratio OTEL_TRACES_SAMPLER_ARG=$ratio)
-      case $mode in
-        *grpc) env+=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC" OTEL_EXPORTER_OTLP_PROTOCOL=grpc) ;;
-        *) env+=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_HTTP") ;;
-      esac ;;
+      if [ -n "${BASH_REMATCH[2]}" ]; then
+        env+=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC" OTEL_EXPORTER_OTLP_PROTOCOL=grpc)
+      else
+        env+=(OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_HTTP")
+      fi
+      [ -n "${BASH_REMATCH[3]}" ] && env+=(PINCHPOINT_OTLP_EXPORTER=opentelemetry-otlp) ;;
     console) console=(--console-addr :0) ;;
     *) echo "unknown mode $mode" >&2; exit 2 ;;
   esac

@@ -53,6 +53,8 @@ const KIND_CLIENT: i32 = 3;
 struct Sink {
     spans: Arc<Mutex<Vec<Got>>>,
     exports: Arc<std::sync::atomic::AtomicUsize>,
+    /// The `x-tenant` header of each export (`OTEL_EXPORTER_OTLP_HEADERS`), "" when absent.
+    tenants: Arc<Mutex<Vec<String>>>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -60,7 +62,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl Sink {
-    fn record(&self, req: ExportTraceServiceRequest) {
+    fn record(&self, req: ExportTraceServiceRequest, tenant: Option<&[u8]>) {
+        self.tenants.lock().unwrap().push(String::from_utf8_lossy(tenant.unwrap_or_default()).into_owned());
         self.exports.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut spans = self.spans.lock().unwrap();
         for rs in req.resource_spans {
@@ -108,7 +111,8 @@ impl TraceService for GrpcReceiver {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        self.0.record(request.into_inner());
+        let tenant = request.metadata().get("x-tenant").map(|v| v.as_bytes().to_vec());
+        self.0.record(request.into_inner(), tenant.as_deref());
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
@@ -133,12 +137,12 @@ async fn receiver(protocol: &str) -> (String, Sink) {
             let s = sink.clone();
             let app = axum::Router::new().route(
                 "/v1/traces",
-                axum::routing::post(move |body: axum::body::Bytes| {
+                axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                     let s = s.clone();
                     async move {
                         match ExportTraceServiceRequest::decode(body) {
                             Ok(req) => {
-                                s.record(req);
+                                s.record(req, headers.get("x-tenant").map(|v| v.as_bytes()));
                                 let resp = ExportTraceServiceResponse { partial_success: None }.encode_to_vec();
                                 (axum::http::StatusCode::OK, [("content-type", "application/x-protobuf")], resp)
                             }
@@ -163,6 +167,7 @@ fn otel_env<'a>(endpoint: &'a str, protocol: &'a str) -> Vec<(&'a str, &'a str)>
         ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", protocol),
         ("OTEL_BSP_SCHEDULE_DELAY", "100"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant=lab%20one"),
         ("OTEL_TRACES_SAMPLER", "parentbased_always_on"),
     ]
 }
@@ -204,9 +209,11 @@ fn listening_ports(pid: u32) -> HashSet<u16> {
     ports
 }
 
-async fn one_request_is_one_trace(protocol: &str) {
+/// `exporter` is `PINCHPOINT_OTLP_EXPORTER`: "pinchpoint" (the default) or "opentelemetry-otlp".
+async fn one_request_is_one_trace(protocol: &str, exporter: &str) {
     let (endpoint, sink) = receiver(protocol).await;
-    let env = otel_env(&endpoint, protocol);
+    let mut env = otel_env(&endpoint, protocol);
+    env.push(("PINCHPOINT_OTLP_EXPORTER", exporter));
     let mut svc = Proc::start_with_env(&["service", "--listen", ":0", "--admin", ":0"], &["grpc", "admin"], &env);
     let grpc = svc.grpc_url();
     let mut gw = Proc::start_with_env(
@@ -322,16 +329,48 @@ async fn one_request_is_one_trace(protocol: &str) {
         spans.iter().any(|s| s.service == "pinchpoint-service" && s.trace_id == parent_trace),
         "the service joined the caller's trace"
     );
+    let tenants = sink.tenants.lock().unwrap().clone();
+    assert!(!tenants.is_empty() && tenants.iter().all(|t| t == "lab one"), "OTEL_EXPORTER_OTLP_HEADERS: {tenants:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_one_trace_across_gateway_and_service() {
-    one_request_is_one_trace("grpc").await;
+    one_request_is_one_trace("grpc", "pinchpoint").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_protobuf_export_one_trace_across_gateway_and_service() {
-    one_request_is_one_trace("http/protobuf").await;
+    one_request_is_one_trace("http/protobuf", "pinchpoint").await;
+}
+
+/// The reference exporter stays selectable, and both protocols still work through it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opentelemetry_otlp_exporter_exports_the_same_traces() {
+    one_request_is_one_trace("grpc", "opentelemetry-otlp").await;
+    one_request_is_one_trace("http/protobuf", "opentelemetry-otlp").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_exporter_settings_stop_the_process_with_a_clear_error() {
+    for (key, value, says) in [
+        ("PINCHPOINT_OTLP_EXPORTER", "jaeger", "not an exporter"),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant", "has no '='"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318", "no TLS"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "not supported"),
+    ] {
+        let mut env = otel_env("http://127.0.0.1:9", "http/protobuf");
+        env.retain(|(k, _)| *k != key);
+        env.push((key, value));
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_pinchpoint"))
+            .args(["service", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+            .envs(env)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{key}={value} should not start");
+        assert!(stderr.contains(says), "{key}={value}: {stderr}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -39,6 +39,10 @@ use tracing_subscriber::{EnvFilter, Layer, Registry};
 mod console;
 #[cfg(feature = "otlp")]
 mod otlp;
+#[cfg(feature = "otlp")]
+mod otlp_exporter;
+#[cfg(feature = "otlp")]
+mod otlp_wire;
 mod propagate;
 mod span;
 mod task_trace;

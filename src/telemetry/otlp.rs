@@ -6,7 +6,7 @@
 //! field visitor per attribute, an `OtelData` builder in the span's extensions, `on_record`
 //! for the status, and the SDK tracer's own span at close. A [`Live`] span is a start time,
 //! two ids and a few `&'static` attributes; it becomes a `SpanData` once, when it ends, and
-//! goes to the same batch processor (and opentelemetry-otlp exporter) as any SDK span.
+//! goes to the same batch processor (and exporter, `otlp_exporter.rs`) as any SDK span.
 //! Other `tracing` spans (an embedding service's own, selected by `PINCHPOINT_OTEL_FILTER`)
 //! still go through the tracing-opentelemetry layer into that processor.
 
@@ -31,10 +31,11 @@ use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
+use super::otlp_exporter::{self, export_timeout, Choice, WireExporter};
 use super::{BoxedLayer, TelemetryError, DEFAULT_OTEL_FILTER};
 
-/// The OTLP HTTP client: hyper, run on the process's Tokio runtime (the batch span
-/// processor exports from its own thread, which has no runtime).
+/// The OTLP HTTP client for opentelemetry-otlp: hyper, run on the process's Tokio runtime
+/// (the batch span processor exports from its own thread, which has no runtime).
 #[derive(Debug, Clone)]
 struct RuntimeHyperClient {
     inner: opentelemetry_http::hyper::HyperClient,
@@ -52,11 +53,26 @@ impl HttpClient for RuntimeHyperClient {
     }
 }
 
-fn export_timeout() -> Duration {
-    ["OTEL_EXPORTER_OTLP_TRACES_TIMEOUT", "OTEL_EXPORTER_OTLP_TIMEOUT"]
-        .iter()
-        .find_map(|k| std::env::var(k).ok()?.trim().parse::<u64>().ok())
-        .map_or(Duration::from_secs(10), Duration::from_millis)
+/// opentelemetry-otlp's exporter (`PINCHPOINT_OTLP_EXPORTER=opentelemetry-otlp`).
+fn opentelemetry_otlp_exporter(
+    grpc: bool,
+    handle: &tokio::runtime::Handle,
+) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    let built = if grpc {
+        let _rt = handle.enter();
+        opentelemetry_otlp::SpanExporter::builder().with_tonic().build()
+    } else {
+        let client = RuntimeHyperClient {
+            inner: opentelemetry_http::hyper::HyperClient::with_default_connector(export_timeout(), None),
+            handle: handle.clone(),
+        };
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(Protocol::HttpBinary)
+            .with_http_client(client)
+            .build()
+    };
+    built.map_err(|e| TelemetryError::Otlp(e.to_string()))
 }
 
 /// Where ended request spans go.
@@ -101,33 +117,19 @@ pub(super) fn install(
     let handle = tokio::runtime::Handle::try_current().map_err(|_| {
         TelemetryError::Otlp("OTLP export needs a Tokio runtime: call telemetry::init inside Runtime::enter".into())
     })?;
-    let (exporter, protocol) = match protocol.as_str() {
-        "grpc" => {
-            let _rt = handle.enter();
-            let e = opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .build()
-                .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
-            (e, "grpc")
-        }
-        "http/protobuf" => {
-            let client = RuntimeHyperClient {
-                inner: opentelemetry_http::hyper::HyperClient::with_default_connector(export_timeout(), None),
-                handle: handle.clone(),
-            };
-            let e = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_http_client(client)
-                .build()
-                .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
-            (e, "http/protobuf")
-        }
+    let (grpc, protocol) = match protocol.as_str() {
+        "grpc" => (true, "grpc"),
+        "http/protobuf" => (false, "http/protobuf"),
         other => {
             return Err(TelemetryError::Otlp(format!(
                 "OTEL_EXPORTER_OTLP_PROTOCOL={other:?} is not supported: use grpc or http/protobuf"
             )))
         }
+    };
+    // The batch processor is generic over its exporter, hence a build per exporter.
+    let mut processor = match otlp_exporter::choice()? {
+        Choice::Wire => BatchSpanProcessor::builder(WireExporter::from_env(grpc, handle)?).build(),
+        Choice::OpenTelemetryOtlp => BatchSpanProcessor::builder(opentelemetry_otlp_exporter(grpc, &handle)?).build(),
     };
     let service_name = std::env::var("OTEL_SERVICE_NAME")
         .ok()
@@ -143,7 +145,6 @@ pub(super) fn install(
         }
         _ => EnvFilter::new(DEFAULT_OTEL_FILTER),
     };
-    let mut processor = BatchSpanProcessor::builder(exporter).build();
     processor.set_resource(&resource);
     let processor = Arc::new(processor);
     // Unset means the spec's default, parentbased_always_on.
