@@ -351,6 +351,48 @@ async fn opentelemetry_otlp_exporter_exports_the_same_traces() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_collector_that_is_down_costs_spans_not_requests() {
+    // A port nothing listens on: bound, then released.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    for protocol in ["http/protobuf", "grpc"] {
+        let endpoint = format!("http://{dead}");
+        let env = otel_env(&endpoint, protocol);
+        let (mut mono, stderr) =
+            Proc::start_capturing_stderr(&["monolith", "--listen", ":0", "--admin", ":0"], &["http", "admin"], &env);
+        let api = Api::new(mono.http_url());
+        let resource = fresh("down");
+        for i in 1..=20 {
+            let (status, body) = api.increment(&resource, "views", 1, None).await;
+            assert_eq!(status, 200, "request {i} with the collector down: {body}");
+        }
+        let says = format!("OTLP export to {endpoint}");
+        eventually(Duration::from_secs(20), "a warning that names the endpoint", || {
+            let seen = stderr.lock().unwrap().contains(&says);
+            async move { seen.then_some(()) }
+        })
+        .await;
+        assert_eq!(api.get_value(&resource, "views").await, 20, "{protocol}: every increment applied");
+        assert!(mono.terminate(Duration::from_secs(30)).success(), "{protocol}: shutdown with a dead collector");
+        // Logged at the 1st, 2nd, 4th, 8th... failure, not at each.
+        let text = stderr.lock().unwrap().clone();
+        let counts: Vec<u64> = text
+            .lines()
+            .filter(|l| l.contains("failed: "))
+            .map(|l| {
+                let n = l
+                    .split("failures=")
+                    .nth(1)
+                    .unwrap_or_else(|| panic!("no failures field: {l:?}"))
+                    .split(|c: char| !c.is_ascii_digit());
+                n.into_iter().next().unwrap().parse().unwrap()
+            })
+            .collect();
+        assert!(counts.iter().all(|n| n.is_power_of_two()), "{protocol}: {text}");
+        assert!(counts.windows(2).all(|w| w[1] == 2 * w[0]), "{protocol}: {text}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_exporter_settings_stop_the_process_with_a_clear_error() {
     for (key, value, says) in [
         ("PINCHPOINT_OTLP_EXPORTER", "jaeger", "not an exporter"),

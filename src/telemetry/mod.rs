@@ -212,7 +212,11 @@ pub fn init(config: TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
         _ => EnvFilter::new(DEFAULT_FILTER),
     };
     let mut layers: Vec<BoxedLayer> = Vec::new();
-    layers.push(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(env_filter).boxed());
+    // Colour only on a terminal: escape codes in a log file or a pipe are noise to grep.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr()) && std::env::var_os("NO_COLOR").is_none();
+    layers.push(
+        tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi).with_filter(env_filter).boxed(),
+    );
 
     let console = match config.console {
         Some(addr) => {

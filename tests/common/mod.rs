@@ -26,12 +26,41 @@ impl Proc {
     /// Like [`Proc::start`], with extra environment variables (e.g. `OTEL_*`); `kinds` may
     /// include `console` when `--console` is passed.
     pub fn start_with_env(args: &[&str], kinds: &[&str], env: &[(&str, &str)]) -> Proc {
+        Self::spawn(args, kinds, env, None)
+    }
+
+    /// Like [`Proc::start_with_env`], and collects what the child writes to stderr.
+    pub fn start_capturing_stderr(
+        args: &[&str],
+        kinds: &[&str],
+        env: &[(&str, &str)],
+    ) -> (Proc, std::sync::Arc<std::sync::Mutex<String>>) {
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        (Self::spawn(args, kinds, env, Some(stderr.clone())), stderr)
+    }
+
+    fn spawn(
+        args: &[&str],
+        kinds: &[&str],
+        env: &[(&str, &str)],
+        stderr: Option<std::sync::Arc<std::sync::Mutex<String>>>,
+    ) -> Proc {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::inherit()).env("RUST_LOG", "warn");
+        let err_to = if stderr.is_some() { Stdio::piped() } else { Stdio::inherit() };
+        cmd.args(args).stdout(Stdio::piped()).stderr(err_to).env("RUST_LOG", "warn");
         for (k, v) in env {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().expect("spawn pinchpoint");
+        if let (Some(into), Some(pipe)) = (stderr, child.stderr.take()) {
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                    let mut text = into.lock().unwrap();
+                    text.push_str(&line);
+                    text.push('\n');
+                }
+            });
+        }
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel::<String>();
         std::thread::spawn(move || {
