@@ -55,6 +55,8 @@ struct Sink {
     exports: Arc<std::sync::atomic::AtomicUsize>,
     /// The `x-tenant` header of each export (`OTEL_EXPORTER_OTLP_HEADERS`), "" when absent.
     tenants: Arc<Mutex<Vec<String>>>,
+    /// Exports that came gzip-compressed.
+    gzipped: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -62,7 +64,8 @@ fn hex(b: &[u8]) -> String {
 }
 
 impl Sink {
-    fn record(&self, req: ExportTraceServiceRequest, tenant: Option<&[u8]>) {
+    fn record(&self, req: ExportTraceServiceRequest, tenant: Option<&[u8]>, gzipped: bool) {
+        self.gzipped.fetch_add(usize::from(gzipped), std::sync::atomic::Ordering::SeqCst);
         self.tenants.lock().unwrap().push(String::from_utf8_lossy(tenant.unwrap_or_default()).into_owned());
         self.exports.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let mut spans = self.spans.lock().unwrap();
@@ -112,7 +115,8 @@ impl TraceService for GrpcReceiver {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         let tenant = request.metadata().get("x-tenant").map(|v| v.as_bytes().to_vec());
-        self.0.record(request.into_inner(), tenant.as_deref());
+        let gzipped = request.metadata().get("grpc-encoding").is_some_and(|v| v == "gzip");
+        self.0.record(request.into_inner(), tenant.as_deref(), gzipped);
         Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
@@ -124,7 +128,8 @@ async fn receiver(protocol: &str) -> (String, Sink) {
     let addr = listener.local_addr().unwrap();
     match protocol {
         "grpc" => {
-            let svc = TraceServiceServer::new(GrpcReceiver(sink.clone()));
+            let svc = TraceServiceServer::new(GrpcReceiver(sink.clone()))
+                .accept_compressed(tonic::codec::CompressionEncoding::Gzip);
             tokio::spawn(async move {
                 tonic::transport::Server::builder()
                     .add_service(svc)
@@ -140,9 +145,18 @@ async fn receiver(protocol: &str) -> (String, Sink) {
                 axum::routing::post(move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                     let s = s.clone();
                     async move {
+                        let gzipped = headers.get("content-encoding").is_some_and(|v| v == "gzip");
+                        let body = if gzipped {
+                            let mut plain = Vec::new();
+                            let mut gz = flate2::read::GzDecoder::new(&body[..]);
+                            std::io::Read::read_to_end(&mut gz, &mut plain).expect("a gzip body");
+                            axum::body::Bytes::from(plain)
+                        } else {
+                            body
+                        };
                         match ExportTraceServiceRequest::decode(body) {
                             Ok(req) => {
-                                s.record(req, headers.get("x-tenant").map(|v| v.as_bytes()));
+                                s.record(req, headers.get("x-tenant").map(|v| v.as_bytes()), gzipped);
                                 let resp = ExportTraceServiceResponse { partial_success: None }.encode_to_vec();
                                 (axum::http::StatusCode::OK, [("content-type", "application/x-protobuf")], resp)
                             }
@@ -209,11 +223,15 @@ fn listening_ports(pid: u32) -> HashSet<u16> {
     ports
 }
 
-/// `exporter` is `PINCHPOINT_OTLP_EXPORTER`: "pinchpoint" (the default) or "opentelemetry-otlp".
-async fn one_request_is_one_trace(protocol: &str, exporter: &str) {
+/// `exporter` is `PINCHPOINT_OTLP_EXPORTER`: "pinchpoint" (the default) or "opentelemetry-otlp";
+/// `gzip` sets `OTEL_EXPORTER_OTLP_COMPRESSION=gzip`.
+async fn one_request_is_one_trace(protocol: &str, exporter: &str, gzip: bool) {
     let (endpoint, sink) = receiver(protocol).await;
     let mut env = otel_env(&endpoint, protocol);
     env.push(("PINCHPOINT_OTLP_EXPORTER", exporter));
+    if gzip {
+        env.push(("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"));
+    }
     let mut svc = Proc::start_with_env(&["service", "--listen", ":0", "--admin", ":0"], &["grpc", "admin"], &env);
     let grpc = svc.grpc_url();
     let mut gw = Proc::start_with_env(
@@ -331,23 +349,31 @@ async fn one_request_is_one_trace(protocol: &str, exporter: &str) {
     );
     let tenants = sink.tenants.lock().unwrap().clone();
     assert!(!tenants.is_empty() && tenants.iter().all(|t| t == "lab one"), "OTEL_EXPORTER_OTLP_HEADERS: {tenants:?}");
+    let gzipped = sink.gzipped.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(gzipped, if gzip { sink.exports() } else { 0 }, "compressed exports of {}", sink.exports());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_export_one_trace_across_gateway_and_service() {
-    one_request_is_one_trace("grpc", "pinchpoint").await;
+    one_request_is_one_trace("grpc", "pinchpoint", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_protobuf_export_one_trace_across_gateway_and_service() {
-    one_request_is_one_trace("http/protobuf", "pinchpoint").await;
+    one_request_is_one_trace("http/protobuf", "pinchpoint", false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gzip_compressed_exports_arrive_whole() {
+    one_request_is_one_trace("grpc", "pinchpoint", true).await;
+    one_request_is_one_trace("http/protobuf", "pinchpoint", true).await;
 }
 
 /// The reference exporter stays selectable, and both protocols still work through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn opentelemetry_otlp_exporter_exports_the_same_traces() {
-    one_request_is_one_trace("grpc", "opentelemetry-otlp").await;
-    one_request_is_one_trace("http/protobuf", "opentelemetry-otlp").await;
+    one_request_is_one_trace("grpc", "opentelemetry-otlp", false).await;
+    one_request_is_one_trace("http/protobuf", "opentelemetry-otlp", false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -399,6 +425,7 @@ async fn bad_exporter_settings_stop_the_process_with_a_clear_error() {
         ("OTEL_EXPORTER_OTLP_HEADERS", "x-tenant", "has no '='"),
         ("OTEL_EXPORTER_OTLP_ENDPOINT", "https://127.0.0.1:4318", "no TLS"),
         ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json", "not supported"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "zstd", "use gzip or none"),
     ] {
         let mut env = otel_env("http://127.0.0.1:9", "http/protobuf");
         env.retain(|(k, _)| *k != key);
