@@ -24,6 +24,7 @@ use crate::counter::proto::{self, counter_service_client::CounterServiceClient};
 use crate::counter::retry::{retriable, RetryPolicy};
 use crate::metrics::red;
 use crate::probe::pool::PoolProbe;
+use crate::telemetry::Propagate;
 
 #[derive(Debug, Clone)]
 pub struct ServicePoolConfig {
@@ -69,7 +70,8 @@ impl Default for ServicePoolConfig {
 pub struct Instance {
     url: String,
     endpoint: Endpoint,
-    channels: Vec<Channel>,
+    /// Each wrapped once, for the life of its connection (see `Propagate`).
+    channels: Vec<Propagate<Channel>>,
     /// Health checks get their own connection with their own deadline, so a short call
     /// timeout or a saturated data path does not make a live service look dead.
     health_channel: Channel,
@@ -101,7 +103,7 @@ pub struct ServicePool {
     probe: PoolProbe,
 }
 
-type Client = CounterServiceClient<crate::telemetry::Propagate<Channel>>;
+type Client = CounterServiceClient<Propagate<Channel>>;
 
 /// How long a health check may take before the instance counts as down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -126,7 +128,7 @@ impl ServicePool {
             let channels = if config.dial_per_request {
                 Vec::new()
             } else {
-                (0..pool_size).map(|_| endpoint.connect_lazy()).collect()
+                (0..pool_size).map(|_| Propagate::new(endpoint.connect_lazy())).collect()
             };
             let health_channel =
                 endpoint.clone().timeout(HEALTH_TIMEOUT).connect_timeout(HEALTH_TIMEOUT).connect_lazy();
@@ -166,8 +168,11 @@ impl ServicePool {
     pub async fn warm_up(&self) -> (usize, usize) {
         let mut checks = Vec::new();
         for inst in &self.instances {
-            let channels: Vec<Option<Channel>> =
-                if inst.channels.is_empty() { vec![None] } else { inst.channels.iter().cloned().map(Some).collect() };
+            let channels: Vec<Option<Channel>> = if inst.channels.is_empty() {
+                vec![None]
+            } else {
+                inst.channels.iter().map(|c| Some(c.get_ref().clone())).collect()
+            };
             for ch in channels {
                 checks.push(async move { (inst, self.check_health(inst, ch).await) });
             }
@@ -206,7 +211,10 @@ impl ServicePool {
         let pool = self.clone();
         crate::probe::task::spawn("gateway.health_check", async move {
             tokio::pin!(stop);
-            let mut tick = tokio::time::interval(pool.config.health_interval);
+            // The first check is one interval away: `warm_up` has just checked every instance,
+            // and a second check at once would only race whatever the service does next.
+            let every = pool.config.health_interval;
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tokio::select! {
@@ -344,7 +352,7 @@ impl ServicePool {
             match inst.endpoint.connect().await {
                 Ok(c) => {
                     self.probe.opened(started.elapsed());
-                    (c, true)
+                    (Propagate::new(c), true)
                 }
                 Err(e) => {
                     acquiring.failed();
@@ -357,7 +365,7 @@ impl ServicePool {
         };
         let lease = acquiring.acquired();
         inst.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = rpc(CounterServiceClient::new(crate::telemetry::Propagate::new(channel))).await;
+        let result = rpc(CounterServiceClient::new(channel)).await;
         inst.in_flight.fetch_sub(1, Ordering::Relaxed);
         drop(lease);
         drop(slot);
@@ -438,7 +446,7 @@ impl ServicePool {
     pub(crate) fn lane_channel(&self, (instance, lane): (usize, usize)) -> Channel {
         let inst = &self.instances[instance];
         match inst.channels.get(lane % inst.channels.len().max(1)) {
-            Some(c) => c.clone(),
+            Some(c) => c.get_ref().clone(),
             None => inst.endpoint.connect_lazy(),
         }
     }

@@ -1,5 +1,7 @@
 //! Trace context on outgoing calls, as a tower layer over the client's channel.
 
+use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 /// Adds the W3C trace context of the span the calling task works under ([`Span::run`]) to
@@ -11,15 +13,35 @@ use std::task::{Context, Poll};
 /// works below tonic, on the `http::Request`, because a header put in a `tonic::Request`'s
 /// metadata costs more: tonic then scans the metadata for its reserved names on every call.
 ///
+/// Make one per connection and clone it (or the client around it): its clones share what
+/// it has sent, which the header compression below relies on.
+///
 /// [`Span::run`]: super::Span::run
 #[derive(Clone, Debug)]
 pub struct Propagate<S> {
     inner: S,
+    /// How many `traceparent`s this client has let HPACK index.
+    indexed: Arc<AtomicU32>,
 }
+
+/// A `traceparent` is new on every call, so it goes out never-indexed (a sensitive value):
+/// indexing each one would fill HTTP/2's header table and evict the headers that repeat. But
+/// a never-indexed header whose *name* is not in the table makes the receiver decode and
+/// allocate the name every time. So a client's first few go out indexable: the name then
+/// sits in the table and later calls refer to it by number. Only a few, because h2 compares
+/// every later `traceparent` with each one in its table. Callgrind, per call, against
+/// indexing none: the service saves 0.78k instructions and the gateway 0.2k. (Indexing one
+/// in 64 instead filled the table with them, and the gateway paid 0.43k more than none.)
+const INDEXED_PER_CLIENT: u32 = 2;
 
 impl<S> Propagate<S> {
     pub fn new(inner: S) -> Self {
-        Propagate { inner }
+        Propagate { inner, indexed: Arc::new(AtomicU32::new(0)) }
+    }
+
+    /// The wrapped service (a channel, for health checks or streams that carry no trace).
+    pub fn get_ref(&self) -> &S {
+        &self.inner
     }
 }
 
@@ -50,7 +72,15 @@ where
     fn call(&mut self, mut request: http::Request<B>) -> S::Future {
         // `call` runs in the calling task (a buffered channel hands the request to its
         // worker only afterwards), so the task's trace is the caller's.
-        super::span::inject_current(request.headers_mut());
+        let headers = request.headers_mut();
+        super::span::inject_current(headers);
+        if self.indexed.load(Relaxed) < INDEXED_PER_CLIENT {
+            if let Some(value) = headers.get_mut(super::otlp::TRACEPARENT) {
+                if self.indexed.fetch_add(1, Relaxed) < INDEXED_PER_CLIENT {
+                    value.set_sensitive(false);
+                }
+            }
+        }
         self.inner.call(request)
     }
 }
