@@ -24,7 +24,7 @@ set -euo pipefail
 ROUNDS=${1:-5}
 N=${2:-20000}
 CONC=${3:-100}
-MODES=${MODES:-"off otlp10 otlp10grpc console"}
+MODES=${MODES:-"off otlp10 otlp10sdk otlp10grpc console"}
 cd "$(dirname "$0")/.."
 TARGET=${CARGO_TARGET_DIR:-target}
 
