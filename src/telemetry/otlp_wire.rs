@@ -95,9 +95,7 @@ fn span(out: &mut Vec<u8>, span: &SpanData) {
     uint(out, 6, span_kind(&span.span_kind));
     fixed64(out, 7, unix_nanos(span.start_time));
     fixed64(out, 8, unix_nanos(span.end_time));
-    for kv in &span.attributes {
-        key_value(out, 9, kv.key.as_str(), &kv.value);
-    }
+    attributes(out, 9, &span.attributes);
     uint(out, 10, span.dropped_attributes_count.into());
     for event in span.events.iter() {
         message(out, 11, |out| {
@@ -208,12 +206,21 @@ fn any_value(out: &mut Vec<u8>, value: &Value) {
 
 // Protobuf wire format. Scalar fields at their default value are left out, as prost does.
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
+fn varint(out: &mut Vec<u8>, v: u64) {
+    let (bytes, width) = varint_bytes(v);
+    out.extend_from_slice(&bytes[..width]);
+}
+
+/// `v` as a varint, and how many of the bytes it takes.
+fn varint_bytes(mut v: u64) -> ([u8; 10], usize) {
+    let (mut bytes, mut width) = ([0u8; 10], 0);
     while v >= 0x80 {
-        out.push(v as u8 | 0x80);
+        bytes[width] = v as u8 | 0x80;
         v >>= 7;
+        width += 1;
     }
-    out.push(v as u8);
+    bytes[width] = v as u8;
+    (bytes, width + 1)
 }
 
 fn tag(out: &mut Vec<u8>, field: u32, wire_type: u32) {
@@ -278,14 +285,7 @@ fn message(out: &mut Vec<u8>, field: u32, write: impl FnOnce(&mut Vec<u8>)) {
         out[at] = len as u8;
         return;
     }
-    let (mut prefix, mut width, mut rest) = ([0u8; 10], 0, len);
-    while rest >= 0x80 {
-        prefix[width] = rest as u8 | 0x80;
-        rest >>= 7;
-        width += 1;
-    }
-    prefix[width] = rest as u8;
-    width += 1;
+    let (prefix, width) = varint_bytes(len as u64);
     out.resize(out.len() + width - 1, 0);
     out.copy_within(at + 1..at + 1 + len, at + width);
     out[at..at + width].copy_from_slice(&prefix[..width]);
