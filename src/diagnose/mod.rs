@@ -1,4 +1,7 @@
-//! The doctor's inputs: metric snapshots scraped from a process's admin listener, and the
-//! rates and deltas between two of them.
+//! The doctor: reads the probes' metrics, names the pinch, where it is, and what to change.
+//!
+//! - [`snapshot`]: a parsed exposition and arithmetic between two of them;
+//! - [`findings`]: finding ids, scores and the thresholds shared with the alert rules.
 
+pub mod findings;
 pub mod snapshot;

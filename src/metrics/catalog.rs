@@ -490,6 +490,24 @@ spec!(PROCESS_RSS, "process_resident_memory_bytes", Gauge, [], None, "Resident m
 spec!(PROCESS_FDS, "process_open_fds", Gauge, [], None, "Open file descriptors of the process");
 spec!(PROCESS_THREADS, "process_threads", Gauge, [], None, "OS threads of the process");
 spec!(PROCESS_START, "process_start_time_seconds", Gauge, [], None, "Start time of the process since the Unix epoch");
+spec!(
+    CONTEXT_SWITCHES,
+    "context_switches_total",
+    Counter,
+    ["kind"],
+    None,
+    "Context switches of all the process's threads (getrusage), kind = voluntary (blocked or parked) or involuntary \
+     (preempted); a high involuntary rate means more runnable threads than cores, which makes polls long without any \
+     blocking call"
+);
+spec!(
+    CPU_CORES,
+    "cpu_cores",
+    Gauge,
+    [],
+    None,
+    "Cores the process may run on (its CPU affinity); rate(process_cpu_seconds_total) / this is CPU saturation"
+);
 
 /// Every family, in exposition order.
 pub static ALL: &[&Spec] = &[
@@ -557,6 +575,8 @@ pub static ALL: &[&Spec] = &[
     &PROCESS_FDS,
     &PROCESS_THREADS,
     &PROCESS_START,
+    &CONTEXT_SWITCHES,
+    &CPU_CORES,
 ];
 
 /// Looks a family up by its catalog name (without prefix), e.g. `"lock_wait_seconds"`.

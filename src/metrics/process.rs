@@ -4,7 +4,9 @@
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
-use super::catalog::{PROCESS_CPU, PROCESS_FDS, PROCESS_RSS, PROCESS_START, PROCESS_THREADS};
+use super::catalog::{
+    CONTEXT_SWITCHES, CPU_CORES, PROCESS_CPU, PROCESS_FDS, PROCESS_RSS, PROCESS_START, PROCESS_THREADS,
+};
 use super::{emit_counter, emit_gauge};
 
 #[derive(Debug)]
@@ -47,6 +49,21 @@ fn boot_time() -> Option<f64> {
     s.lines().find_map(|l| l.strip_prefix("btime ")).and_then(|v| v.trim().parse().ok())
 }
 
+/// `(voluntary, involuntary)` context switches of every thread the process has had.
+/// getrusage sums dead threads too, so the counters never go back when a blocking-pool
+/// thread exits (summing `/proc/self/task/*/status` would).
+fn context_switches() -> Option<(u64, u64)> {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a whole rusage into the pointer it is given.
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, usage.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: rc == 0, so the struct is initialised.
+    let usage = unsafe { usage.assume_init() };
+    Some((usage.ru_nvcsw.max(0) as u64, usage.ru_nivcsw.max(0) as u64))
+}
+
 impl Collector for ProcessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(stat) =
@@ -61,6 +78,15 @@ impl Collector for ProcessCollector {
         }
         emit_gauge(&mut enc, &PROCESS_THREADS, stat.threads)?;
         emit_gauge(&mut enc, &PROCESS_START, stat.start_time_seconds)?;
+        if let Some((voluntary, involuntary)) = context_switches() {
+            let mut m = super::describe(&mut enc, &CONTEXT_SWITCHES)?;
+            for (kind, n) in [("voluntary", voluntary), ("involuntary", involuntary)] {
+                m.encode_family(&[("kind", kind)])?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        emit_gauge(&mut enc, &CPU_CORES, cores)?;
         Ok(())
     }
 }
