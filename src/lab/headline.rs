@@ -69,7 +69,7 @@ pub fn figures(
             push(
                 "lock_wait_per_s",
                 format!("lock {lock} wait"),
-                Some(d("pinchpoint_lock_wait_seconds_total", &f) / secs),
+                Some(d("pinchpoint_lock_wait_seconds_sum", &f) / secs),
                 "s/s",
             );
             push(
