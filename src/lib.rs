@@ -8,6 +8,7 @@
 //!   bottlenecks, used to reproduce and diagnose the field reports' failures.
 
 pub mod admin;
+pub mod diagnose;
 pub mod metrics;
 pub mod probe;
 #[cfg(feature = "profiling")]
@@ -16,8 +17,6 @@ pub mod telemetry;
 
 #[cfg(feature = "lab")]
 pub mod counter;
-#[cfg(feature = "lab")]
-pub mod diagnose;
 #[cfg(feature = "lab")]
 pub mod lab;
 #[cfg(feature = "lab")]

@@ -22,6 +22,12 @@ pub const INFO_SHARE: f64 = FULL_SCALE_SHARE * INFO / 100.0;
 /// The share at which a waiting finding reaches warning (37.5% of request time).
 pub const WARNING_SHARE: f64 = FULL_SCALE_SHARE * WARNING / 100.0;
 
+/// Without request-duration metrics (a process that serves no requests), waiting findings are
+/// scored by the average number of waiters instead: info at a quarter of a waiter ...
+pub const WAITERS_INFO: f64 = 0.25;
+/// ... and warning at three quarters (the resource has a queue most of the time).
+pub const WAITERS_WARNING: f64 = 0.75;
+
 /// Minimum events in a window before any claim about a resource (acquisitions, jobs,
 /// requests): fewer is "too few events", not a finding.
 pub const MIN_EVENTS: f64 = 50.0;
@@ -76,6 +82,8 @@ pub const CPU_SHARE_WARNING: f64 = 0.95;
 /// unbounded-growth: relative growth of heap or a queue over the window at info, when it
 /// grew in every slice.
 pub const GROWTH_SHARE_INFO: f64 = 0.1;
+/// ... and warning at half again per window (it would double within two windows).
+pub const GROWTH_SHARE_WARNING: f64 = 0.5;
 /// ... and the absolute heap growth below which it is noise.
 pub const GROWTH_MIN_HEAP_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
 
@@ -204,7 +212,8 @@ kinds! {
          Needs 50 requests.";
     "runtime-blocked", "a blocking call stalls the async runtime's workers", "pinchpoint-runtime", "Poll time", "cpu", false,
         "blocked = time in polls over 1 ms / (workers x window), estimated from runtime_poll_seconds buckets, \
-         minus what preemption explains (involuntary context switches while the process had cores). info at 0.1, warning at 0.3. \
+         minus the time the process's threads waited for a CPU (scheduler_wait_seconds_total: preemption is not blocking). \
+         info at 0.1, warning at 0.3. \
          Needs tokio_unstable (poll-time histogram).";
     "retry-amplification", "retries multiply the load on a slow downstream", "pinchpoint-counter", "Retries", "cpu", false,
         "retries per attempt = rate(rpc_client_retries_total) / rate(rpc_client_requests_total): info at 0.05, warning at 0.2. \
@@ -213,8 +222,8 @@ kinds! {
         "breaker_state == 2 (open) in at least 2 of 3 slices: warning; half-open: info. \
          A symptom of a downstream finding when there is one.";
     "unbounded-growth", "heap or a queue grows in every slice", "pinchpoint-memory", "Live and peak heap", "cpu", false,
-        "heap_live_bytes (or a queue depth) grew in every slice, by >= 10% and >= 16 MiB over the window (heap): info; \
-         warning when it would double within ten windows.";
+        "heap_live_bytes (or a worker queue depth) grew in every slice (at least 3), by >= 10% and >= 16 MiB (heap) over the \
+         window: info; 50% per window: warning.";
     "cpu-saturated", "the process uses all the CPU it may use", "pinchpoint-runtime", "CPU", "cpu", false,
         "rate(process_cpu_seconds_total) / cpu_cores: info at 0.8, warning at 0.95.";
     "noisy-measurement", "repeats of one measurement disagree", "pinchpoint-overview", "RED", "cpu", true,

@@ -31,6 +31,7 @@ impl Snapshot {
     }
 
     /// Scrapes `admin_url` (`http://host:port`) `/metrics`.
+    #[cfg(feature = "lab")]
     pub async fn scrape(admin_url: &str) -> anyhow::Result<Snapshot> {
         let url = format!("{}/metrics", admin_url.trim_end_matches('/'));
         let body = crate::lab::http::get_text(&url, Duration::from_secs(10)).await?;
@@ -209,7 +210,7 @@ mod tests {
 pinchpoint_lock_wait_seconds_bucket{lock="store.global",mode="exclusive",le="0.001"} 5
 pinchpoint_lock_wait_seconds_bucket{lock="store.global",mode="exclusive",le="0.01"} 9
 pinchpoint_lock_wait_seconds_bucket{lock="store.global",mode="exclusive",le="+Inf"} 10
-pinchpoint_lock_wait_seconds_total{lock="store.global",mode="exclusive"} 0.25 # {trace_id="abc"} 0.1
+pinchpoint_lock_wait_seconds_sum{lock="store.global",mode="exclusive"} 0.25 # {trace_id="abc"} 0.1
 pinchpoint_build_info{version="0.1.0"} 1
 process_threads 7
 weird{path="a\"b}c"} 2
@@ -219,7 +220,7 @@ weird{path="a\"b}c"} 2
     #[test]
     fn parses_labels_values_and_exemplars() {
         let s = Snapshot::parse(TEXT);
-        assert_eq!(s.sum("pinchpoint_lock_wait_seconds_total", &[("lock", "store.global")]), 0.25);
+        assert_eq!(s.sum("pinchpoint_lock_wait_seconds_sum", &[("lock", "store.global")]), 0.25);
         assert_eq!(s.sum("process_threads", &[]), 7.0);
         assert_eq!(s.sum("weird", &[("path", "a\"b}c")]), 2.0);
         assert_eq!(s.label_values("pinchpoint_build_info", "version"), vec!["0.1.0"]);

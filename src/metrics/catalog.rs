@@ -501,6 +501,15 @@ spec!(
      blocking call"
 );
 spec!(
+    SCHEDULER_WAIT,
+    "scheduler_wait_seconds_total",
+    Counter,
+    [],
+    None,
+    "Time the process's threads were runnable but waiting for a CPU (run-queue delay from /proc schedstat); \
+     rate() is threads waiting on average: polls are long because they were preempted, not because they block"
+);
+spec!(
     CPU_CORES,
     "cpu_cores",
     Gauge,
@@ -576,6 +585,7 @@ pub static ALL: &[&Spec] = &[
     &PROCESS_THREADS,
     &PROCESS_START,
     &CONTEXT_SWITCHES,
+    &SCHEDULER_WAIT,
     &CPU_CORES,
 ];
 

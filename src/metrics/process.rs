@@ -5,7 +5,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
 use super::catalog::{
-    CONTEXT_SWITCHES, CPU_CORES, PROCESS_CPU, PROCESS_FDS, PROCESS_RSS, PROCESS_START, PROCESS_THREADS,
+    CONTEXT_SWITCHES, CPU_CORES, PROCESS_CPU, PROCESS_FDS, PROCESS_RSS, PROCESS_START, PROCESS_THREADS, SCHEDULER_WAIT,
 };
 use super::{emit_counter, emit_gauge};
 
@@ -64,6 +64,39 @@ fn context_switches() -> Option<(u64, u64)> {
     Some((usage.ru_nvcsw.max(0) as u64, usage.ru_nivcsw.max(0) as u64))
 }
 
+/// Run-queue delay of every thread the process has had, in nanoseconds.
+///
+/// `/proc/self/task/*/schedstat` has it per live thread; a thread that exits takes its count
+/// with it, so the last value read of each thread is kept and, once the thread is gone, added
+/// to what exited threads waited. The counter stays monotone; it misses only what an exited
+/// thread waited between the last scrape and its exit.
+fn scheduler_wait_ns() -> Option<u64> {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    static SEEN: Mutex<Option<(HashMap<u64, u64>, u64)>> = Mutex::new(None);
+    let dir = std::fs::read_dir("/proc/self/task").ok()?;
+    let mut live: HashMap<u64, u64> = HashMap::new();
+    for entry in dir.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|s| s.parse::<u64>().ok()) else { continue };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("schedstat")) else { continue };
+        if let Some(delay) = text.split_whitespace().nth(1).and_then(|v| v.parse::<u64>().ok()) {
+            live.insert(tid, delay);
+        }
+    }
+    if live.is_empty() {
+        return None; // kernel without schedstats
+    }
+    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
+    let (last, exited) = seen.get_or_insert_with(Default::default);
+    for (tid, delay) in last.iter() {
+        if !live.contains_key(tid) {
+            *exited += delay;
+        }
+    }
+    *last = live;
+    Some(*exited + last.values().sum::<u64>())
+}
+
 impl Collector for ProcessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(stat) =
@@ -84,6 +117,9 @@ impl Collector for ProcessCollector {
                 m.encode_family(&[("kind", kind)])?
                     .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)?;
             }
+        }
+        if let Some(ns) = scheduler_wait_ns() {
+            emit_counter(&mut enc, &SCHEDULER_WAIT, ns as f64 / 1e9)?;
         }
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
         emit_gauge(&mut enc, &CPU_CORES, cores)?;
