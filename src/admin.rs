@@ -28,13 +28,15 @@ pub struct AdminOptions {
     pub bearer_token: Option<String>,
 }
 
-/// The admin endpoints: `GET /metrics`, `/debug/locks`, `/debug/pools`, `/debug/tasks`.
+/// The admin endpoints: `GET /metrics`, `/debug/locks`, `/debug/pools`, `/debug/tasks`,
+/// `/debug/doctor?window=5s` (the doctor's rules on this process).
 pub fn router(opts: AdminOptions) -> Router {
     let r = Router::new()
         .route("/metrics", get(metrics_handler))
         .route("/debug/locks", get(locks_handler))
         .route("/debug/pools", get(pools_handler))
-        .route("/debug/tasks", get(tasks_handler));
+        .route("/debug/tasks", get(tasks_handler))
+        .route("/debug/doctor", get(doctor_handler));
     // CPU and contention profiles (pprof protobuf, svg or folded): see crate::profile::http.
     #[cfg(feature = "profiling")]
     let r = r
@@ -124,4 +126,58 @@ async fn pools_handler() -> Json<PoolsView> {
 
 async fn tasks_handler() -> Json<task::TasksReport> {
     Json(task::report(20))
+}
+
+#[derive(serde::Deserialize)]
+struct DoctorQuery {
+    window: Option<String>,
+    format: Option<String>,
+}
+
+/// Longest window `/debug/doctor` watches, so a request cannot hold a connection for long.
+const DOCTOR_MAX_WINDOW: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// `GET /debug/doctor?window=5s[&format=text]`: scrapes this process's own metrics four times
+/// over the window and runs the doctor's rules on them, for services that embed the probes.
+async fn doctor_handler(
+    headers: axum::http::HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<DoctorQuery>,
+) -> Response {
+    let window = match q.window.as_deref().map(parse_window).unwrap_or(Ok(std::time::Duration::from_secs(5))) {
+        Ok(w) if w >= std::time::Duration::from_millis(300) && w <= DOCTOR_MAX_WINDOW => w,
+        Ok(_) => {
+            return (StatusCode::BAD_REQUEST, "window must be between 300ms and 60s\n").into_response();
+        }
+        Err(e) => return (StatusCode::BAD_REQUEST, format!("{e}\n")).into_response(),
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).map(|h| format!("http://{h}"));
+    const SLICES: u32 = 3;
+    let mut snapshots = Vec::new();
+    for i in 0..=SLICES {
+        if i > 0 {
+            tokio::time::sleep(window / SLICES).await;
+        }
+        let text = tokio::task::spawn_blocking(metrics::encode).await.unwrap_or_default();
+        snapshots.push(crate::diagnose::snapshot::Snapshot::parse(&text));
+    }
+    let process = crate::diagnose::ProcessWindow::new("self", host, snapshots);
+    let verdict = crate::diagnose::diagnose(&[process]);
+    if q.format.as_deref() == Some("text") {
+        return crate::diagnose::report::render(&verdict, true, false).into_response();
+    }
+    Json(verdict).into_response()
+}
+
+/// `500ms`, `5s`, `1m`.
+fn parse_window(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("window {s:?} is not a duration like 500ms, 5s or 1m");
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).ok_or_else(bad)?;
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1e3,
+        "s" => n,
+        "m" => n * 60.0,
+        _ => return Err(bad()),
+    };
+    std::time::Duration::try_from_secs_f64(secs).map_err(|_| bad())
 }

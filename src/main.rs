@@ -47,6 +47,8 @@ enum Command {
     Monolith(MonolithArgs),
     /// Drive HTTP load at a gateway or monolith (closed loop like hey, or open loop at a rate).
     Load(pinchpoint::load::LoadArgs),
+    /// Name the pinch: run the doctor's rules on live processes, saved snapshots or Prometheus.
+    Diagnose(pinchpoint::diagnose::cli::DiagnoseArgs),
     /// Reproduce the field reports' bottlenecks: each scenario under the load ladder, reported.
     Lab(pinchpoint::lab::LabArgs),
     /// Capture a CPU or contention flamegraph from a running process (or `flame diff A B`).
@@ -333,6 +335,15 @@ async fn run(cli: Cli) -> ExitCode {
         #[cfg(feature = "profiling")]
         Command::Flame(args) => {
             return match pinchpoint::profile::cli::run_cli(args).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("pinchpoint: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Diagnose(args) => {
+            return match pinchpoint::diagnose::cli::run_cli(args).await {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("pinchpoint: {e:#}");

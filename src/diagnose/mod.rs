@@ -7,10 +7,15 @@
 //! - [`rank`]: cause before symptom, impact first, one verdict;
 //! - [`verdict`]: what the doctor says.
 
+#[cfg(feature = "lab")]
+pub mod cli;
 pub mod findings;
 pub mod rank;
+pub mod report;
 pub mod rules;
 pub mod snapshot;
+#[cfg(feature = "lab")]
+pub mod sources;
 pub mod verdict;
 pub mod window;
 

@@ -15,11 +15,39 @@ use super::window::ProcessWindow;
 
 const CALLER_SYMPTOMS: &[&str] = &["pool-saturated", "retry-amplification", "breaker-open", "worker-pool-undersized"];
 
+/// Callee findings that make its answers slow, and so can cause a caller's waits and retries.
+const SLOW_CALLEE: &[&str] =
+    &["lock-contention", "pool-saturated", "worker-pool-undersized", "runtime-blocked", "cpu-saturated", "task-leak"];
+
 /// Runs every rule on every process and ranks the findings.
 pub fn diagnose(processes: &[ProcessWindow]) -> Verdict {
     let mut findings: Vec<Finding> = processes.iter().flat_map(rules::evaluate).collect();
     link_symptoms(processes, &mut findings);
     rank(findings, processes)
+}
+
+/// A fleet: windows are instances (`job/instance`). The same finding on the same resource
+/// in one job is one row, named by its worst instance, counting the instances that share it.
+pub fn diagnose_fleet(instances: &[ProcessWindow]) -> Verdict {
+    let mut findings: Vec<Finding> = instances.iter().flat_map(rules::evaluate).collect();
+    link_symptoms(instances, &mut findings);
+    let job = |process: &str| process.split_once('/').map_or(process, |(j, _)| j).to_string();
+    let mut merged: Vec<Finding> = Vec::new();
+    findings.sort_by(|a, b| b.score.total_cmp(&a.score));
+    for f in findings {
+        let same = merged.iter_mut().find(|g| {
+            g.id == f.id && g.place.kind == f.place.kind && g.place.resource == f.place.resource && job(&g.place.process) == job(&f.place.process)
+        });
+        match same {
+            Some(g) => g.instances += usize::from(f.reportable()),
+            None => {
+                let mut f = f;
+                f.instances = usize::from(f.reportable()).max(1);
+                merged.push(f);
+            }
+        }
+    }
+    rank(merged, instances)
 }
 
 /// Ranks findings someone else evaluated (a fleet, lab facts added) into a verdict.
@@ -58,7 +86,10 @@ fn link_symptoms(processes: &[ProcessWindow], findings: &mut [Finding]) {
             .map(Finding::key)
     };
     // Callee causes first, so a caller's symptom points at the callee's own top finding.
-    let callee_cause = best(findings, &|f| callees.contains(&f.place.process.as_str()));
+    let callee_cause = best(findings, &|f| callees.contains(&f.place.process.as_str()) && SLOW_CALLEE.contains(&f.id));
+    // Retried attempts are load the callee serves and the caller abandons: what the callee
+    // allocates per completed request is inflated by them.
+    let caller_retries = best(findings, &|f| f.id == "retry-amplification" && callers.contains(&f.place.process.as_str()));
     for i in 0..findings.len() {
         let f = &findings[i];
         if f.score < INFO {
@@ -69,6 +100,8 @@ fn link_symptoms(processes: &[ProcessWindow], findings: &mut [Finding]) {
             callee_cause
                 .clone()
                 .filter(|c| !c.contains(&format!("@ {process} ")) && !c.ends_with(&format!("@ {process}")))
+        } else if f.id == "allocation-churn" && callees.contains(&process.as_str()) && !callers.contains(&process.as_str()) {
+            caller_retries.clone()
         } else if f.id == "unbounded-growth" && f.place.kind == "heap" {
             best(findings, &|g| g.id == "task-leak" && g.place.process == process)
         } else if f.id == "runtime-blocked" || f.id == "cpu-saturated" {

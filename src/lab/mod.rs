@@ -11,6 +11,7 @@ pub mod http;
 pub mod report;
 pub mod runner;
 pub mod scenario;
+pub mod verdict;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,6 +51,9 @@ pub struct LabArgs {
     /// Where flamegraphs land when there is no --out.
     #[arg(long, default_value = "flamegraphs", value_name = "DIR")]
     pub flame_dir: PathBuf,
+    /// Exit 1 when the doctor's verdict misses a scenario's expected finding (a ✗).
+    #[arg(long)]
+    pub fail_on_miss: bool,
     /// List the scenarios and exit.
     #[arg(long)]
     pub list: bool,
@@ -133,6 +137,14 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
     let clean = report.scenarios.iter().all(|s| s.stopped_cleanly);
     if !clean {
         eprintln!("lab: a child process did not exit cleanly");
+    }
+    let missed = report.scenarios.iter().any(|s| s.check.as_ref().is_some_and(|c| !c.named));
+    if args.json {
+        eprintln!("lab: {}", report::summary(&report));
+    }
+    if args.fail_on_miss && missed {
+        eprintln!("lab: the doctor missed a scenario's expected finding (--fail-on-miss)");
+        return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -65,6 +65,11 @@ pub struct RunSummary {
     pub acked: i64,
     pub store_delta: i64,
     pub consistent: bool,
+    /// Acknowledged increments the store does not hold: data lost.
+    pub lost: i64,
+    /// Increments the store holds that were never acknowledged: timeouts whose outcome the
+    /// client could not know (a retry with the same request id is applied once). Not a loss.
+    pub applied_unacked: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -108,11 +113,19 @@ pub struct ScenarioReport {
     pub headline: Vec<Figure>,
     pub flamegraphs: Vec<Capture>,
     pub snapshots: Vec<String>,
+    /// The doctor's verdict on the peak level, and whether it named the scenario's bottleneck.
+    pub verdict: Option<crate::diagnose::Verdict>,
+    pub check: Option<crate::lab::verdict::Check>,
     pub stopped_cleanly: bool,
     pub seconds: f64,
 }
 
 impl ScenarioReport {
+    /// The finding the scenario must produce (None: nothing at info or above).
+    pub fn expect_id(&self) -> Option<&'static str> {
+        crate::lab::scenario::find(&self.name).and_then(|s| s.expect_id)
+    }
+
     pub fn skipped(sc: &Scenario, why: String) -> Self {
         ScenarioReport {
             name: sc.name.into(),
@@ -124,6 +137,8 @@ impl ScenarioReport {
             headline: vec![],
             flamegraphs: vec![],
             snapshots: vec![],
+            verdict: None,
+            check: None,
             stopped_cleanly: true,
             seconds: 0.0,
         }
@@ -153,8 +168,12 @@ impl System {
             v.extend(["--leak-threshold".to_string(), LEAK_THRESHOLD.to_string()]);
             v
         };
+        let store_work = match humantime::parse_duration(&opts.store_work) {
+            Ok(d) => format!("{}ns", d.as_nanos() * scenario.store_work_factor as u128),
+            Err(_) => opts.store_work.clone(), // the service reports the bad value
+        };
         let with_store_work = |mut v: Vec<String>| {
-            v.extend(["--store-work".to_string(), opts.store_work.clone()]);
+            v.extend(["--store-work".to_string(), store_work.clone()]);
             v
         };
         let system = match &scenario.topology {
@@ -257,6 +276,7 @@ impl System {
         base.mix = self.scenario.mix;
         base.batch_size = self.scenario.batch_size;
         base.asynchronous = self.scenario.asynchronous;
+        base.keys = self.scenario.keys;
         base.timeout = Duration::from_secs(30);
         let mut plan = level.plan(&base);
         if let load::Mode::Closed { max_duration, .. } = &mut plan.mode {
@@ -269,7 +289,7 @@ impl System {
     pub async fn run_once(&self, level: &Level) -> anyhow::Result<RunSummary> {
         let plan = self.plan(level);
         let report = load::run(&plan).await.with_context(|| format!("load {} at {}", level.name, plan.url))?;
-        let (store_delta, consistent) = self.check_consistency(&plan, &report).await?;
+        let (store_delta, consistent, lost, applied_unacked) = self.check_consistency(&plan, &report).await?;
         Ok(RunSummary {
             qps: report.qps,
             p50: report.latency.p50,
@@ -282,18 +302,20 @@ impl System {
             acked: report.acked_total(),
             store_delta,
             consistent,
+            lost,
+            applied_unacked,
         })
     }
 
     /// Reads back every key the run used. Asynchronous writes may still be in the write
     /// buffer, so those are polled until they match or 30 s pass.
-    async fn check_consistency(&self, plan: &LoadPlan, report: &LoadReport) -> anyhow::Result<(i64, bool)> {
+    async fn check_consistency(&self, plan: &LoadPlan, report: &LoadReport) -> anyhow::Result<(i64, bool, i64, i64)> {
         if !matches!(plan.mix, load::Mix::Increment | load::Mix::Batch) {
-            return Ok((0, true));
+            return Ok((0, true, 0, 0));
         }
         let deadline = Instant::now() + if plan.asynchronous { Duration::from_secs(30) } else { Duration::ZERO };
         loop {
-            let mut moved = 0;
+            let (mut moved, mut lost, mut unacked) = (0, 0, 0);
             let mut all_equal = true;
             for k in 0..plan.keys {
                 let rid = plan.resource_id(k);
@@ -301,9 +323,12 @@ impl System {
                 moved += value;
                 let acked = report.acked.get(&(rid, plan.counter_type.clone())).copied().unwrap_or(0);
                 all_equal &= value == acked;
+                // Deltas are positive in the lab's mixes: short of acked is lost, past it unacked.
+                lost += (acked - value).max(0);
+                unacked += (value - acked).max(0);
             }
             if all_equal || Instant::now() > deadline {
-                return Ok((moved, all_equal));
+                return Ok((moved, all_equal, lost, unacked));
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -411,7 +436,9 @@ pub async fn run_scenario(scenario: &Scenario, opts: &LabOptions) -> anyhow::Res
     let mut outcome = Climb::default();
     let error = climb(&system, opts, &mut outcome).await.err().map(|e| format!("{e:#}"));
     let stopped_cleanly = system.stop().await;
-    let Climb { levels, headline, flamegraphs, snapshots } = outcome;
+    let Climb { levels, headline, flamegraphs, snapshots, windows } = outcome;
+    let verdict = (!windows.is_empty()).then(|| crate::lab::verdict::verdict(&windows, scenario.name, &levels));
+    let check = verdict.as_ref().map(|v| crate::lab::verdict::check(scenario, v));
     Ok(ScenarioReport {
         name: scenario.name.into(),
         summary: scenario.summary.into(),
@@ -422,6 +449,8 @@ pub async fn run_scenario(scenario: &Scenario, opts: &LabOptions) -> anyhow::Res
         headline,
         flamegraphs,
         snapshots,
+        verdict,
+        check,
         stopped_cleanly,
         seconds: started.elapsed().as_secs_f64(),
     })
@@ -434,12 +463,14 @@ struct Climb {
     headline: Vec<Figure>,
     flamegraphs: Vec<Capture>,
     snapshots: Vec<String>,
+    /// Each process's snapshots over the peak level, for the doctor.
+    windows: Vec<crate::diagnose::ProcessWindow>,
 }
 
 async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::Result<()> {
     let name = system.scenario.name;
     let levels = opts.levels();
-    let Climb { levels: reports, headline, flamegraphs: captures, snapshots: snapshot_files } = done;
+    let Climb { levels: reports, headline, flamegraphs: captures, snapshots: snapshot_files, windows } = done;
     let mut last_qps: Option<f64> = None;
     for (i, level) in levels.iter().enumerate() {
         let peak = i + 1 == levels.len();
@@ -460,6 +491,12 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
                 }
             }
         }
+        // Snapshots during the peak too, so the doctor has slices to check a finding holds in.
+        let sampler = peak.then(|| {
+            let expected = last_qps.filter(|q| *q > 0.0).map(|q| level.requests as f64 / q).unwrap_or(2.0);
+            let every = (expected * opts.repeats.max(1) as f64 / 4.0).clamp(0.1, 5.0);
+            PeakSampler::start(system.admins(), Duration::from_secs_f64(every))
+        });
         let mut runs = Vec::new();
         for r in 0..opts.repeats.max(1) {
             let run = system.run_once(level).await?;
@@ -480,21 +517,20 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
         let summary = summarize(level, runs);
         last_qps = Some(summary.qps_median);
         if peak {
+            let during = match sampler {
+                Some(s) => s.stop().await,
+                None => vec![],
+            };
             let after = system.snapshot_all().await;
             let elapsed = peak_started.elapsed();
             *headline = headline::figures(&before, &after, elapsed, &system.scenario);
+            let mut series: Vec<Vec<(String, Option<Snapshot>)>> = vec![before.clone()];
+            series.extend(during);
+            series.push(after.clone());
+            *windows = peak_windows(system, &series);
             if let Some(out) = &opts.out {
                 let dir = out.join("metrics").join(name);
-                std::fs::create_dir_all(&dir)?;
-                for (when, snaps) in [("before-peak", &before), ("after-peak", &after)] {
-                    for (role, snap) in snaps {
-                        if let Some(snap) = snap {
-                            let path = dir.join(format!("{role}-{when}.prom"));
-                            std::fs::write(&path, &snap.text)?;
-                            snapshot_files.push(relative(&path, Some(out)));
-                        }
-                    }
-                }
+                snapshot_files.extend(save_windows(&dir, windows)?.into_iter().map(|p| relative(&p, Some(out))));
             }
             for (role, kind, rel, task) in pending {
                 let result = task.await.unwrap_or_else(|e| Err(e.to_string()));
@@ -509,4 +545,73 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
         reports.push(summary);
     }
     Ok(())
+}
+
+/// Scrapes every process at a fixed interval until stopped.
+struct PeakSampler {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Vec<Vec<(String, Option<Snapshot>)>>>,
+}
+
+impl PeakSampler {
+    fn start(admins: Vec<(String, String)>, every: Duration) -> PeakSampler {
+        let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            let mut taken = Vec::new();
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return taken,
+                    _ = tokio::time::sleep(every) => {}
+                }
+                let mut round = Vec::new();
+                for (role, admin) in &admins {
+                    round.push((role.clone(), Snapshot::scrape(admin).await.ok()));
+                }
+                taken.push(round);
+            }
+        });
+        PeakSampler { stop, task }
+    }
+
+    async fn stop(self) -> Vec<Vec<(String, Option<Snapshot>)>> {
+        let _ = self.stop.send(());
+        self.task.await.unwrap_or_default()
+    }
+}
+
+/// One window per process from rounds of snapshots (a failed scrape is skipped).
+fn peak_windows(system: &System, rounds: &[Vec<(String, Option<Snapshot>)>]) -> Vec<crate::diagnose::ProcessWindow> {
+    system
+        .admins()
+        .into_iter()
+        .map(|(role, admin)| {
+            let snaps: Vec<Snapshot> =
+                rounds.iter().flat_map(|r| r.iter().filter(|(n, _)| *n == role).filter_map(|(_, s)| s.clone())).collect();
+            crate::diagnose::ProcessWindow::new(role, Some(admin), snaps)
+        })
+        .filter(|w| w.snapshots.len() >= 2)
+        .collect()
+}
+
+/// Writes `<role>-<NN>.prom` per snapshot and `window.json` (times and admin URLs), the layout
+/// `pinchpoint diagnose --snapshots DIR` reads.
+fn save_windows(dir: &Path, windows: &[crate::diagnose::ProcessWindow]) -> anyhow::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(dir)?;
+    let mut written = Vec::new();
+    let mut taken_at = serde_json::Map::new();
+    let mut admin = serde_json::Map::new();
+    for w in windows {
+        if let Some(url) = &w.admin_url {
+            admin.insert(w.name.clone(), url.clone().into());
+        }
+        for (i, snap) in w.snapshots.iter().enumerate() {
+            let file = format!("{}-{i:02}.prom", w.name);
+            std::fs::write(dir.join(&file), &snap.text)?;
+            taken_at.insert(file.clone(), crate::diagnose::window::unix_seconds(snap.taken_at).into());
+            written.push(dir.join(file));
+        }
+    }
+    let meta = serde_json::json!({ "taken_at": taken_at, "admin": admin });
+    std::fs::write(dir.join("window.json"), serde_json::to_string_pretty(&meta)?)?;
+    Ok(written)
 }

@@ -18,13 +18,22 @@ pub struct Scenario {
     pub name: &'static str,
     /// What is switched, in a sentence.
     pub summary: &'static str,
-    /// The finding the doctor must name (DESIGN.md's ground truth).
+    /// The finding the doctor must name (DESIGN.md's ground truth), in words.
     pub expect: &'static str,
+    /// The same as data: the id ranked first (None: nothing at info or above), the process it
+    /// must be in, and a part of the resource's name.
+    pub expect_id: Option<&'static str>,
+    pub expect_process: Option<&'static str>,
+    pub expect_where: Option<&'static str>,
     pub topology: Topology,
     pub mix: Mix,
     /// `--mix batch` only: operations per batch, and whether batches are `"async": true`.
     pub batch_size: usize,
     pub asynchronous: bool,
+    /// Distinct keys per run (the load driver's default is 100).
+    pub keys: u32,
+    /// `--store-work` of this scenario as a multiple of the lab's (1 for all but global-lock).
+    pub store_work_factor: u32,
 }
 
 /// Work under the store lock per increment (`lab --store-work`), the same in every
@@ -48,7 +57,46 @@ fn split(service: &[&'static str], gateway: &[&'static str]) -> Topology {
 }
 
 fn scenario(name: &'static str, summary: &'static str, expect: &'static str, topology: Topology) -> Scenario {
-    Scenario { name, summary, expect, topology, mix: Mix::Increment, batch_size: 10, asynchronous: false }
+    Scenario {
+        name,
+        summary,
+        expect,
+        expect_id: None,
+        expect_process: None,
+        expect_where: None,
+        topology,
+        mix: Mix::Increment,
+        batch_size: 10,
+        asynchronous: false,
+        keys: 100,
+        store_work_factor: 1,
+    }
+}
+
+/// global-lock's critical section, in multiples of `--store-work`. At 20 µs one lock admits
+/// 50,000 increments a second, more than the rest of the system drives on 2 shared cores, so
+/// the lock never binds and the doctor rightly finds it uncontended (1.4% of acquisitions
+/// waited). The field report's global lock was held across far longer work; 5× makes it bind.
+pub const GLOBAL_LOCK_WORK_FACTOR: u32 = 5;
+
+/// undersized-workers spreads its batches over this many keys. With the default 100, the write
+/// buffer merges a whole flush interval into at most 100 operations, one 20 ms job per 100 ms:
+/// the single flush worker was 24% busy, its queue waits only bursts. Distinct keys keep the
+/// jobs coming, so the pool is really too small for the load.
+pub const UNDERSIZED_KEYS: u32 = 10_000;
+
+impl Scenario {
+    fn with_store_work_factor(mut self, factor: u32) -> Self {
+        self.store_work_factor = factor;
+        self
+    }
+
+    fn expects(mut self, id: &'static str, process: &'static str, resource: Option<&'static str>) -> Self {
+        self.expect_id = Some(id);
+        self.expect_process = Some(process);
+        self.expect_where = resource;
+        self
+    }
 }
 
 /// Every scenario, in the order the lab runs them.
@@ -65,48 +113,57 @@ pub fn all() -> Vec<Scenario> {
             "a new gRPC connection for every request, closed after it (the 738-QPS design)",
             "connection-churn",
             split(&[], &["--dial-per-request"]),
-        ),
+        )
+        .expects("connection-churn", "gateway", Some("rpc")),
         scenario(
             "single-connection",
             "one channel that allows 4 concurrent streams",
             "pool-saturated (rpc pool)",
             split(&["--max-streams", "4"], &["--pool-size", "1", "--streams-per-channel", "4"]),
-        ),
+        )
+        .expects("pool-saturated", "gateway", Some("rpc")),
         scenario(
             "global-lock",
             "one lock around the whole store, with the store's work under it",
             "lock-contention (store.global)",
             split(&["--lock", "global"], TUNED_GATEWAY),
-        ),
+        )
+        .expects("lock-contention", "service", Some("store.global"))
+        .with_store_work_factor(GLOBAL_LOCK_WORK_FACTOR),
         Scenario {
             mix: Mix::Batch,
             batch_size: 20,
             asynchronous: true,
+            keys: UNDERSIZED_KEYS,
             ..scenario(
                 "undersized-workers",
                 "write buffer flushed by 1 worker into a store that takes 20 ms per call",
                 "worker-pool-undersized",
                 split(&["--store-delay", "20ms"], &["--write-buffer", "--flush-workers", "1"]),
             )
+            .expects("worker-pool-undersized", "gateway", Some("write_buffer.flush"))
         },
         scenario(
             "task-leak",
             "every request spawns a watcher task that never ends",
             "task-leak (its spawn site)",
             split(&[], &["--pool-size", "8", "--fault-leak-task"]),
-        ),
+        )
+        .expects("task-leak", "gateway", Some("src/counter/faults.rs")),
         scenario(
             "alloc-churn",
             "every request clones a 256 KiB buffer four times",
             "allocation-churn",
             split(&[], &["--pool-size", "8", "--fault-alloc-churn", "262144"]),
-        ),
+        )
+        .expects("allocation-churn", "gateway", None),
         scenario(
             "blocking-call",
             "every request blocks its runtime thread for 2 ms",
             "runtime-blocked",
             split(&[], &["--pool-size", "8", "--fault-blocking", "2ms"]),
-        ),
+        )
+        .expects("runtime-blocked", "gateway", None),
         scenario(
             "retry-storm",
             "a service that answers in 20 ms behind a 15 ms timeout and 2 retries",
@@ -115,7 +172,8 @@ pub fn all() -> Vec<Scenario> {
                 &["--fault-delay", "20ms"],
                 &["--pool-size", "8", "--timeout", "15ms", "--retries", "2", "--breaker-threshold", "1000000"],
             ),
-        ),
+        )
+        .expects("retry-amplification", "gateway", None),
         Scenario {
             topology: Topology::Split {
                 service: vec!["--store-pool", "1"],
@@ -128,6 +186,7 @@ pub fn all() -> Vec<Scenario> {
                 "pool-saturated (redis pool)",
                 Topology::Monolith(vec![]),
             )
+            .expects("pool-saturated", "service", Some("redis"))
         },
         scenario(
             "monolith",

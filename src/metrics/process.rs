@@ -97,6 +97,29 @@ fn scheduler_wait_ns() -> Option<u64> {
     Some(*exited + last.values().sum::<u64>())
 }
 
+/// What the scheduler does to the process (context switches, run-queue delay) and the cores
+/// it may use: pinchpoint's own families (prefixed), read at scrape time like `process_*`.
+#[derive(Debug)]
+pub(crate) struct SchedulerCollector;
+
+impl Collector for SchedulerCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        if let Some((voluntary, involuntary)) = context_switches() {
+            let mut m = super::describe(&mut enc, &CONTEXT_SWITCHES)?;
+            for (kind, n) in [("voluntary", voluntary), ("involuntary", involuntary)] {
+                m.encode_family(&[("kind", kind)])?
+                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)?;
+            }
+        }
+        if let Some(ns) = scheduler_wait_ns() {
+            emit_counter(&mut enc, &SCHEDULER_WAIT, ns as f64 / 1e9)?;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
+        emit_gauge(&mut enc, &CPU_CORES, cores)?;
+        Ok(())
+    }
+}
+
 impl Collector for ProcessCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let Some(stat) =
@@ -111,18 +134,6 @@ impl Collector for ProcessCollector {
         }
         emit_gauge(&mut enc, &PROCESS_THREADS, stat.threads)?;
         emit_gauge(&mut enc, &PROCESS_START, stat.start_time_seconds)?;
-        if let Some((voluntary, involuntary)) = context_switches() {
-            let mut m = super::describe(&mut enc, &CONTEXT_SWITCHES)?;
-            for (kind, n) in [("voluntary", voluntary), ("involuntary", involuntary)] {
-                m.encode_family(&[("kind", kind)])?
-                    .encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&n, None)?;
-            }
-        }
-        if let Some(ns) = scheduler_wait_ns() {
-            emit_counter(&mut enc, &SCHEDULER_WAIT, ns as f64 / 1e9)?;
-        }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as i64;
-        emit_gauge(&mut enc, &CPU_CORES, cores)?;
         Ok(())
     }
 }
