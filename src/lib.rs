@@ -17,6 +17,8 @@ pub mod telemetry;
 #[cfg(feature = "lab")]
 pub mod counter;
 #[cfg(feature = "lab")]
+pub mod dashboards;
+#[cfg(feature = "lab")]
 pub mod diagnose;
 #[cfg(feature = "lab")]
 pub mod lab;
