@@ -107,10 +107,10 @@ fn names_with(prefixes: &[&str]) -> Vec<&'static str> {
     catalog::ALL.iter().map(|s| s.name).filter(|n| prefixes.iter().any(|p| n.starts_with(p))).collect()
 }
 
-/// Families every process exposes: runtime, tasks, allocator, process, build info.
+/// Families every process exposes: runtime, tasks, allocator, process, CPU, build info.
 fn common_names() -> Vec<&'static str> {
     let mut v = names_with(&["runtime_", "tasks_", "task_", "alloc_", "free_", "heap_", "process_"]);
-    v.push("build_info");
+    v.extend(["build_info", "context_switches_total", "cpu_cores"]);
     v
 }
 

@@ -96,6 +96,7 @@ fn global() -> &'static Global {
         root.register_collector(Box::new(process::ProcessCollector));
         let r = root.sub_registry_with_prefix(PREFIX);
         let families = Families::new(r);
+        r.register_collector(Box::new(process::CpuCollector));
         r.register_collector(Box::new(crate::probe::alloc::AllocCollector));
         r.register_collector(Box::new(crate::probe::task::TaskCollector));
         r.register_collector(Box::new(crate::probe::runtime::RuntimeCollector));

@@ -1,5 +1,6 @@
 //! The standard `process_*` families, read from `/proc/self` at scrape time (Linux; on other
-//! systems the collector emits nothing rather than zeros).
+//! systems the collector emits nothing rather than zeros), and pinchpoint's own CPU families
+//! (context switches, cores), which carry the `pinchpoint_` prefix like the catalog says.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -9,8 +10,13 @@ use super::catalog::{
 };
 use super::{emit_counter, emit_gauge};
 
+/// The standard families, registered without a prefix.
 #[derive(Debug)]
 pub(crate) struct ProcessCollector;
+
+/// `context_switches_total` and `cpu_cores`, registered under the `pinchpoint_` prefix.
+#[derive(Debug)]
+pub(crate) struct CpuCollector;
 
 #[derive(Debug, Default, PartialEq)]
 pub(crate) struct ProcStat {
@@ -78,6 +84,12 @@ impl Collector for ProcessCollector {
         }
         emit_gauge(&mut enc, &PROCESS_THREADS, stat.threads)?;
         emit_gauge(&mut enc, &PROCESS_START, stat.start_time_seconds)?;
+        Ok(())
+    }
+}
+
+impl Collector for CpuCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         if let Some((voluntary, involuntary)) = context_switches() {
             let mut m = super::describe(&mut enc, &CONTEXT_SWITCHES)?;
             for (kind, n) in [("voluntary", voluntary), ("involuntary", involuntary)] {
