@@ -10,7 +10,9 @@ cd "$(dirname "$0")/.."
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
-command -v python3 >/dev/null 2>&1 || missing+=(python3 python3-pip)
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test dependencies: ${missing[*]}" >&2
   sudo=""

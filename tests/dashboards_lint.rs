@@ -130,6 +130,28 @@ fn committed_files_equal_the_generator_output() {
 }
 
 #[test]
+fn check_names_a_file_that_drifted_and_write_restores_it() {
+    let out = std::env::temp_dir().join(format!("pinchpoint-dash-{}", std::process::id()));
+    dashboards::write(&out).unwrap();
+    assert!(dashboards::stale(&out).is_empty());
+    std::fs::write(out.join("locks.json"), "{}").unwrap();
+    std::fs::remove_file(out.join("alerts.yml")).unwrap();
+    assert_eq!(dashboards::stale(&out), ["locks.json", "alerts.yml"]);
+    // The CLI says the same and exits 1.
+    let check = Command::new(env!("CARGO_BIN_EXE_pinchpoint"))
+        .args(["dashboards", "--check", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(check.status.code(), Some(1));
+    let printed = String::from_utf8_lossy(&check.stdout);
+    assert!(printed.contains("locks.json: differs") && printed.contains("alerts.yml: differs"), "{printed}");
+    dashboards::write(&out).unwrap();
+    assert!(dashboards::stale(&out).is_empty());
+    std::fs::remove_dir_all(&out).unwrap();
+}
+
+#[test]
 fn dashboards_follow_the_dashboard_linter_rules() {
     let mut problems = Vec::new();
     let mut uids = BTreeSet::new();
