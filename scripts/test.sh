@@ -1,19 +1,32 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine too: installs what the tests need
-# (redis-server for the Redis store tests, promtool from Debian's `prometheus` package for
-# tests/metrics_exposition.rs) when it is missing, then runs every test.
+# (redis-server for the Redis store tests; Debian's `prometheus` package for promtool and the
+# prometheus server that tests/metrics_exposition.rs and tests/dashboards_*.rs run; python3 and
+# PyPI's prometheus-client, the OpenMetrics reference parser) when it is missing, then runs
+# every test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+  python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
+fi
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test dependencies: ${missing[*]}" >&2
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+
+if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
+  echo "installing test dependency: prometheus-client (PyPI)" >&2
+  # Debian's system python refuses pip installs (PEP 668) unless told otherwise; a pyenv or
+  # venv python takes the plain install.
+  python3 -m pip install --quiet prometheus-client 2>/dev/null ||
+    python3 -m pip install --quiet --break-system-packages prometheus-client
 fi
 
 cargo test --all-targets "$@"

@@ -18,6 +18,8 @@ pub mod telemetry;
 #[cfg(feature = "lab")]
 pub mod counter;
 #[cfg(feature = "lab")]
+pub mod dashboards;
+#[cfg(feature = "lab")]
 pub mod lab;
 #[cfg(feature = "lab")]
 pub mod load;

@@ -54,6 +54,8 @@ enum Command {
     /// Capture a CPU or contention flamegraph from a running process (or `flame diff A B`).
     #[cfg(feature = "profiling")]
     Flame(pinchpoint::profile::cli::FlameArgs),
+    /// Write the Grafana dashboards, alert rules and Prometheus/Grafana configuration (or --check them).
+    Dashboards(pinchpoint::dashboards::DashboardsArgs),
 }
 
 /// tokio-console (DESIGN.md ports: gateway and monolith 127.0.0.1:6669, service 127.0.0.1:6670).
@@ -344,6 +346,15 @@ async fn run(cli: Cli) -> ExitCode {
         }
         Command::Diagnose(args) => {
             return match pinchpoint::diagnose::cli::run_cli(args).await {
+                Ok(code) => code,
+                Err(e) => {
+                    eprintln!("pinchpoint: {e:#}");
+                    ExitCode::from(2)
+                }
+            };
+        }
+        Command::Dashboards(args) => {
+            return match pinchpoint::dashboards::run_cli(args) {
                 Ok(code) => code,
                 Err(e) => {
                     eprintln!("pinchpoint: {e:#}");

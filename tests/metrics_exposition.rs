@@ -1,5 +1,6 @@
 //! The exposition of real gateway and service processes: `promtool check metrics` is clean,
-//! and every family of DESIGN.md's catalog is exposed, with samples, by the process that owns
+//! the OpenMetrics answer parses with the reference parser (Python's `prometheus_client`,
+//! which scripts/test.sh installs), and every family of DESIGN.md's catalog is exposed, with samples, by the process that owns
 //! it.
 //!
 //! promtool comes from Debian's `prometheus` package (scripts/test.sh installs it). Debian 12's
@@ -48,6 +49,32 @@ fn promtool(text: &str) -> (bool, String) {
     (out.status.success(), printed)
 }
 
+/// Parses OpenMetrics `text` with the reference parser, `prometheus_client`'s
+/// `text_string_to_metric_families`; returns the families it read, or what it rejected.
+fn openmetrics_reference_parse(text: &str) -> Result<BTreeSet<String>, String> {
+    const PARSE: &str = "import sys\n\
+from prometheus_client.openmetrics.parser import text_string_to_metric_families\n\
+for family in text_string_to_metric_families(sys.stdin.read()):\n    print(family.name)\n";
+    let mut child = Command::new("python3")
+        .args(["-c", PARSE])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is not installed: run scripts/test.sh, which installs it and prometheus-client");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("No module named 'prometheus_client'"),
+        "the OpenMetrics reference parser is missing: run scripts/test.sh, which pip-installs prometheus-client"
+    );
+    if !out.status.success() {
+        return Err(stderr.into_owned());
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect())
+}
+
 /// Family names declared by `# TYPE` lines.
 fn declared(text: &str) -> BTreeSet<String> {
     text.lines()
@@ -80,10 +107,10 @@ fn names_with(prefixes: &[&str]) -> Vec<&'static str> {
     catalog::ALL.iter().map(|s| s.name).filter(|n| prefixes.iter().any(|p| n.starts_with(p))).collect()
 }
 
-/// Families every process exposes: runtime, tasks, allocator, process, build info.
+/// Families every process exposes: runtime, tasks, allocator, process, CPU, build info.
 fn common_names() -> Vec<&'static str> {
     let mut v = names_with(&["runtime_", "tasks_", "task_", "alloc_", "free_", "heap_", "process_"]);
-    v.push("build_info");
+    v.extend(["build_info", "context_switches_total", "cpu_cores"]);
     v
 }
 
@@ -114,6 +141,12 @@ async fn check_process(process: &str, admin_url: &str) -> String {
     let om_families: BTreeSet<String> =
         om_families.into_iter().map(|n| n.strip_suffix("_total").map(String::from).unwrap_or(n)).collect();
     assert_eq!(om_families, text_families, "{process}: both formats expose the same families");
+
+    // The reference parser reads every family the exposition declares (counter families are
+    // named without `_total` by both).
+    let parsed = openmetrics_reference_parse(&om)
+        .unwrap_or_else(|e| panic!("{process}: the OpenMetrics reference parser rejects the exposition:\n{e}"));
+    assert_eq!(parsed, declared(&om), "{process}: families the reference parser read");
 
     let (ok, printed) = promtool(&text);
     let complaints: Vec<&str> =
@@ -181,6 +214,18 @@ async fn gateway_and_service_expositions_pass_promtool_and_cover_the_catalog() {
         // The lock saw the traffic: acquisitions counted exactly enough to be non-zero.
         assert!(metric_sum(&om, "pinchpoint_lock_acquire_total", &[("lock", lock)]) > 0.0, "{process}: {lock} unused");
     }
+}
+
+/// The check above can fail: a family declared twice, the way `lock_wait_seconds` once was
+/// (a counter `lock_wait_seconds_total` and a histogram), is rejected by the reference parser.
+#[test]
+fn reference_parser_rejects_a_family_name_used_twice() {
+    let clash = "# TYPE pinchpoint_lock_wait_seconds counter\npinchpoint_lock_wait_seconds_total 1.0\n\
+                 # TYPE pinchpoint_lock_wait_seconds histogram\npinchpoint_lock_wait_seconds_bucket{le=\"+Inf\"} 1\n\
+                 pinchpoint_lock_wait_seconds_count 1\npinchpoint_lock_wait_seconds_sum 1.0\n# EOF\n";
+    assert!(openmetrics_reference_parse(clash).is_err());
+    let fine = "# TYPE pinchpoint_x counter\npinchpoint_x_total 1.0\n# EOF\n";
+    assert_eq!(openmetrics_reference_parse(fine).unwrap(), BTreeSet::from(["pinchpoint_x".to_string()]));
 }
 
 #[test]

@@ -54,7 +54,6 @@ fn held_lock_records_one_contended_acquisition_with_its_wait() {
     let wait = f.lock_wait.get(l).snapshot();
     assert_eq!(wait.count, 1);
     assert!(wait.sum >= 0.040, "wait {}s", wait.sum);
-    assert!(f.lock_wait_total.get(l).value() >= 0.040);
     assert_eq!(waiters.get(), 0);
 
     let samples: Vec<_> =

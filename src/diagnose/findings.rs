@@ -226,9 +226,9 @@ kinds! {
          window: info; 50% per window: warning.";
     "cpu-saturated", "the process uses all the CPU it may use", "pinchpoint-runtime", "CPU", "cpu", false,
         "rate(process_cpu_seconds_total) / cpu_cores: info at 0.8, warning at 0.95.";
-    "noisy-measurement", "repeats of one measurement disagree", "pinchpoint-overview", "RED", "cpu", true,
+    "noisy-measurement", "repeats of one measurement disagree", "pinchpoint-overview", "HTTP requests per second, by route and status", "cpu", true,
         "coefficient of variation of QPS over repeats (sample standard deviation / mean): info at 0.1, warning at 0.3.";
-    "inconsistent-counts", "acknowledged writes and the store disagree", "pinchpoint-counter", "RED", "cpu", true,
+    "inconsistent-counts", "acknowledged writes and the store disagree", "pinchpoint-counter", "Gateway to service RPCs per second, by method and code", "cpu", true,
         "acknowledged increments minus the store's delta: > 0 is data lost (critical); < 0 is increments applied but not \
          acknowledged (timeouts the client could not resolve; a retry with the same request id is safe): info. \
          Received more than sent is stale data from an earlier run.";

@@ -51,6 +51,9 @@ pub struct LabArgs {
     /// Where flamegraphs land when there is no --out.
     #[arg(long, default_value = "flamegraphs", value_name = "DIR")]
     pub flame_dir: PathBuf,
+    /// How long the doctor watches each scenario at its peak concurrency, after the peak level.
+    #[arg(long, default_value = "3s", value_parser = parse_duration, value_name = "DUR")]
+    pub doctor_window: std::time::Duration,
     /// Exit 1 when the doctor's verdict misses a scenario's expected finding (a ✗).
     #[arg(long)]
     pub fail_on_miss: bool,
@@ -94,6 +97,7 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
         max_levels: args.max_levels,
         store_work: args.store_work.clone(),
         max_run_time: args.max_run_time,
+        doctor_window: args.doctor_window,
     };
     if let Some(out) = &opts.out {
         std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;

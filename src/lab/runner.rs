@@ -33,6 +33,8 @@ pub struct LabOptions {
     /// A run stops claiming new requests after this long (slow scenarios would otherwise
     /// take minutes per level); the report shows the requests actually sent.
     pub max_run_time: Duration,
+    /// How long the doctor watches the peak concurrency after the peak level.
+    pub doctor_window: Duration,
 }
 
 impl LabOptions {
@@ -285,6 +287,26 @@ impl System {
         plan
     }
 
+    /// The doctor's window: the peak concurrency held for `window` (a quick ladder's peak
+    /// lasts well under a second, too short to cut into slices), scraped every sixth of it.
+    pub async fn observe(&self, level: &Level, window: Duration) -> Vec<crate::diagnose::ProcessWindow> {
+        let mut plan = self.plan(level);
+        if let load::Mode::Closed { requests, max_duration, .. } = &mut plan.mode {
+            *requests = u64::MAX;
+            *max_duration = Some(window);
+        }
+        let first = self.snapshot_all().await;
+        let sampler = PeakSampler::start(self.admins(), window / DOCTOR_SLICES);
+        if let Err(e) = load::run(&plan).await {
+            tracing::warn!("doctor's observation run failed: {e:#}");
+        }
+        let during = sampler.stop().await;
+        let mut rounds = vec![first];
+        rounds.extend(during);
+        rounds.push(self.snapshot_all().await);
+        peak_windows(self, &rounds)
+    }
+
     /// One run of `level`, checked for consistency.
     pub async fn run_once(&self, level: &Level) -> anyhow::Result<RunSummary> {
         let plan = self.plan(level);
@@ -491,12 +513,6 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
                 }
             }
         }
-        // Snapshots during the peak too, so the doctor has slices to check a finding holds in.
-        let sampler = peak.then(|| {
-            let expected = last_qps.filter(|q| *q > 0.0).map(|q| level.requests as f64 / q).unwrap_or(2.0);
-            let every = (expected * opts.repeats.max(1) as f64 / 4.0).clamp(0.1, 5.0);
-            PeakSampler::start(system.admins(), Duration::from_secs_f64(every))
-        });
         let mut runs = Vec::new();
         for r in 0..opts.repeats.max(1) {
             let run = system.run_once(level).await?;
@@ -517,17 +533,10 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
         let summary = summarize(level, runs);
         last_qps = Some(summary.qps_median);
         if peak {
-            let during = match sampler {
-                Some(s) => s.stop().await,
-                None => vec![],
-            };
             let after = system.snapshot_all().await;
             let elapsed = peak_started.elapsed();
             *headline = headline::figures(&before, &after, elapsed, &system.scenario);
-            let mut series: Vec<Vec<(String, Option<Snapshot>)>> = vec![before.clone()];
-            series.extend(during);
-            series.push(after.clone());
-            *windows = peak_windows(system, &series);
+            *windows = system.observe(level, opts.doctor_window).await;
             if let Some(out) = &opts.out {
                 let dir = out.join("metrics").join(name);
                 snapshot_files.extend(save_windows(&dir, windows)?.into_iter().map(|p| relative(&p, Some(out))));
@@ -546,6 +555,9 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
     }
     Ok(())
 }
+
+/// Slices of the doctor's window in the lab.
+const DOCTOR_SLICES: u32 = 6;
 
 /// Scrapes every process at a fixed interval until stopped.
 struct PeakSampler {

@@ -125,20 +125,12 @@ spec!(
     "Acquisitions that found the lock taken and had to wait; divide by lock_acquire_total for the contention ratio"
 );
 spec!(
-    LOCK_WAIT_TOTAL,
-    "lock_wait_seconds_total",
-    Counter,
-    ["lock", "mode"],
-    None,
-    "Total seconds spent waiting for the lock; rate() is the average number of threads/tasks blocked on it"
-);
-spec!(
     LOCK_WAIT,
     "lock_wait_seconds",
     Histogram,
     ["lock", "mode"],
     Duration,
-    "Wait of each acquisition that blocked; uncontended acquisitions and those won within a short spin (well under 1us) are not timed"
+    "Wait of each acquisition that blocked; rate(_sum) is the average number of threads/tasks blocked on the lock. Uncontended acquisitions and those won within a short spin (well under 1us) are not timed"
 );
 spec!(LOCK_HOLD, "lock_hold_seconds", Histogram, ["lock"], Duration,
     "Exclusive hold time, sampled: one acquisition in 256 is timed (per lock instance for a Mutex, per thread for RwLock writers and async locks), so _count is about 1/256 of acquisitions while quantiles are unbiased");
@@ -522,7 +514,6 @@ spec!(
 pub static ALL: &[&Spec] = &[
     &LOCK_ACQUIRE,
     &LOCK_CONTENDED,
-    &LOCK_WAIT_TOTAL,
     &LOCK_WAIT,
     &LOCK_HOLD,
     &LOCK_WAITERS,
@@ -607,8 +598,10 @@ mod tests {
             assert_eq!(s.kind == Kind::Counter, s.name.ends_with("_total"), "{}", s.name);
             assert_eq!(s.kind == Kind::Histogram, s.buckets != Buckets::None, "{}", s.name);
         }
-        assert_eq!(LOCK_WAIT_TOTAL.base_name(), "lock_wait");
-        assert!(matches!(LOCK_WAIT_TOTAL.unit(), Some(Unit::Seconds)));
+        assert_eq!(LOCK_WAIT.base_name(), "lock_wait");
+        assert!(matches!(LOCK_WAIT.unit(), Some(Unit::Seconds)));
+        assert_eq!(POOL_IN_USE_SECONDS.base_name(), "pool_in_use");
+        assert!(matches!(POOL_IN_USE_SECONDS.unit(), Some(Unit::Seconds)));
         assert_eq!(HEAP_LIVE.base_name(), "heap_live");
         assert_eq!(POOL_ACQUIRE.base_name(), "pool_acquire");
         assert!(POOL_ACQUIRE.unit().is_none());

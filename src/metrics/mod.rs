@@ -37,7 +37,6 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 pub struct Families {
     pub lock_acquire: Fam<Counter, 2>,
     pub lock_contended: Fam<Counter, 2>,
-    pub lock_wait_total: Fam<Counter, 2>,
     pub lock_wait: Fam<Histogram, 2>,
     pub lock_hold: Fam<Histogram, 1>,
     pub lock_waiters: Fam<Gauge, 1>,
@@ -194,16 +193,12 @@ impl Families {
         fn bytes() -> Histogram {
             Histogram::bytes()
         }
-        fn secs() -> Counter {
-            Counter::seconds()
-        }
         let c = Counter::new as fn() -> Counter;
         let g = Gauge::new as fn() -> Gauge;
         let i = Integral::new as fn() -> Integral;
         Self {
             lock_acquire: Fam::new(&LOCK_ACQUIRE, c, r),
             lock_contended: Fam::new(&LOCK_CONTENDED, c, r),
-            lock_wait_total: Fam::new(&LOCK_WAIT_TOTAL, secs, r),
             lock_wait: Fam::new(&LOCK_WAIT, dur, r),
             lock_hold: Fam::new(&LOCK_HOLD, dur, r),
             lock_waiters: Fam::new(&LOCK_WAITERS, g, r),

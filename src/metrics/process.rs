@@ -1,5 +1,6 @@
 //! The standard `process_*` families, read from `/proc/self` at scrape time (Linux; on other
-//! systems the collector emits nothing rather than zeros).
+//! systems the collector emits nothing rather than zeros), and pinchpoint's own CPU families
+//! (context switches, cores), which carry the `pinchpoint_` prefix like the catalog says.
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
@@ -9,6 +10,7 @@ use super::catalog::{
 };
 use super::{emit_counter, emit_gauge};
 
+/// The standard families, registered without a prefix.
 #[derive(Debug)]
 pub(crate) struct ProcessCollector;
 

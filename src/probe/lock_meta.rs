@@ -37,7 +37,6 @@ impl Mode {
 pub(crate) struct ModeStats {
     pub acquire: Counter,
     pub contended: Counter,
-    pub wait_total: Counter,
     pub wait: Histogram,
 }
 
@@ -45,12 +44,7 @@ impl ModeStats {
     fn new(name: &str, mode: Mode) -> Self {
         let f = families();
         let l = [name, mode.as_str()];
-        Self {
-            acquire: f.lock_acquire.get(l),
-            contended: f.lock_contended.get(l),
-            wait_total: f.lock_wait_total.get(l),
-            wait: f.lock_wait.get(l),
-        }
+        Self { acquire: f.lock_acquire.get(l), contended: f.lock_contended.get(l), wait: f.lock_wait.get(l) }
     }
 }
 
@@ -90,7 +84,6 @@ impl LockMeta {
     pub fn record_contention(&self, m: Mode, wait: Duration, holder: Option<&'static Location<'static>>) {
         let s = self.mode(m);
         s.contended.inc();
-        s.wait_total.add_duration(wait);
         s.wait.observe_duration(wait);
         if holder.is_some() {
             *self.last_holder.lock() = holder;
@@ -342,7 +335,7 @@ pub fn report() -> Vec<LockReport> {
                 acquisitions: acq,
                 contended: cont,
                 contention_ratio: if acq == 0 { 0.0 } else { cont as f64 / acq as f64 },
-                wait_seconds_total: m.exclusive.wait_total.value() + m.shared.wait_total.value(),
+                wait_seconds_total: m.exclusive.wait.snapshot().sum + m.shared.wait.snapshot().sum,
                 waiters: m.waiters.get(),
                 last_contended_holder: m.last_holder.lock().map(|l| l.to_string()),
             }
