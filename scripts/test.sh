@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine too: installs what the tests need
 # (redis-server for the Redis store tests, promtool from Debian's `prometheus` package for
-# tests/metrics_exposition.rs) when it is missing, then runs every test.
+# tests/metrics_exposition.rs) when it is missing, then runs every test, and builds a crate that embeds pinchpoint from outside the
+# repository with stock compiler flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,3 +18,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 cargo test --all-targets "$@"
+
+# A crate outside the package, stock compiler flags: pinchpoint builds and serves /metrics
+# without `--cfg tokio_unstable`.
+scripts/outside-crate.sh
