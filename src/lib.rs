@@ -8,6 +8,7 @@
 //!   bottlenecks, used to reproduce and diagnose the field reports' failures.
 
 pub mod admin;
+pub mod layer;
 pub mod metrics;
 pub mod probe;
 #[cfg(feature = "profiling")]
