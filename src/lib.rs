@@ -8,12 +8,15 @@
 //!   bottlenecks, used to reproduce and diagnose the field reports' failures.
 
 pub mod admin;
+pub mod init;
 pub mod layer;
 pub mod metrics;
 pub mod probe;
 #[cfg(feature = "profiling")]
 pub mod profile;
 pub mod telemetry;
+
+pub use init::{init, Guard, Init, InitError};
 
 #[cfg(feature = "lab")]
 pub mod counter;
