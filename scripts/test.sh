@@ -17,7 +17,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cargo test --all-targets "$@"
+cargo test --all-targets --features bb8,deadpool "$@"
 
 # A crate outside the package, stock compiler flags: pinchpoint builds and serves /metrics
 # without `--cfg tokio_unstable`.
