@@ -19,6 +19,10 @@ fi
 
 cargo test --all-targets --features bb8,deadpool "$@"
 
+# The library's docs build without warnings, and the package lists its files.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features profiling
+cargo package --list --allow-dirty >/dev/null
+
 # A crate outside the package, stock compiler flags: pinchpoint builds and serves /metrics
 # without `--cfg tokio_unstable`.
 scripts/outside-crate.sh

@@ -17,6 +17,7 @@
 //!
 //! Each piece stays available on its own ([`crate::probe::runtime`], [`crate::admin`],
 //! [`crate::telemetry`]) for services that wire them by hand.
+#![warn(missing_docs)]
 
 use std::future::Future;
 use std::net::SocketAddr;

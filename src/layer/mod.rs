@@ -8,6 +8,7 @@
 //! - [`RpcServerLayer`] and [`RpcClientLayer`] for tonic servers and channels:
 //!   `rpc_server_*` / `rpc_client_*` by method and status code, and `rpc_client_retries_total`
 //!   for calls marked as retries with [`Attempt`].
+#![warn(missing_docs)]
 
 mod grpc;
 mod http;

@@ -20,6 +20,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 use std::ops::{Deref, DerefMut};
 

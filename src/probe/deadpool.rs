@@ -19,6 +19,7 @@
 //! # Ok(())
 //! # }
 //! ```
+#![warn(missing_docs)]
 
 use std::ops::{Deref, DerefMut};
 
