@@ -3,7 +3,8 @@
 # (redis-server for the Redis store tests; Debian's `prometheus` package for promtool and the
 # prometheus server that tests/metrics_exposition.rs and tests/dashboards_*.rs run; python3 and
 # PyPI's prometheus-client, the OpenMetrics reference parser) when it is missing, then runs
-# every test.
+# every test, and builds a crate that embeds pinchpoint from outside the repository with stock
+# compiler flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,4 +30,12 @@ if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
     python3 -m pip install --quiet --break-system-packages prometheus-client
 fi
 
-cargo test --all-targets "$@"
+cargo test --all-targets --features bb8,deadpool "$@"
+
+# The library's docs build without warnings, and the package lists its files.
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features profiling
+cargo package --list --allow-dirty >/dev/null
+
+# A crate outside the package, stock compiler flags: pinchpoint builds and serves /metrics
+# without `--cfg tokio_unstable`.
+scripts/outside-crate.sh

@@ -9,11 +9,15 @@
 
 pub mod admin;
 pub mod diagnose;
+pub mod init;
+pub mod layer;
 pub mod metrics;
 pub mod probe;
 #[cfg(feature = "profiling")]
 pub mod profile;
 pub mod telemetry;
+
+pub use init::{init, Guard, Init, InitError};
 
 #[cfg(feature = "lab")]
 pub mod counter;

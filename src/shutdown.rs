@@ -47,7 +47,8 @@ impl Shutdown {
 }
 
 #[cfg(unix)]
-async fn wait_for_signal() {
+/// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     tokio::select! {
@@ -57,6 +58,7 @@ async fn wait_for_signal() {
 }
 
 #[cfg(not(unix))]
-async fn wait_for_signal() {
+/// Resolves on the first SIGINT or SIGTERM (Ctrl-C elsewhere).
+pub async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }

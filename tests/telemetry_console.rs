@@ -119,6 +119,8 @@ fn probes_appear_as_console_resources() {
         let rwlock = pinchpoint::probe::lock::AsyncRwLock::new("console_test_rwlock", 0u32);
         let sem = pinchpoint::probe::lock::Semaphore::new("console_test_sem", 2);
         let pool = pinchpoint::probe::pool::Semaphore::new("console_test_pool", 2);
+        let jobs = pinchpoint::probe::worker::WorkerPool::new("console_test.jobs", 1, 4);
+        let spawn_line = line!() + 1;
         let worker = pinchpoint::probe::task::spawn("console_test.worker", async move {
             loop {
                 *mutex.lock().await += 1;
@@ -130,13 +132,21 @@ fn probes_appear_as_console_resources() {
         });
         let seen = watch_until(addr, Duration::from_secs(20), "probe resources", |s| {
             s.contains("console_test.worker")
+                && s.contains("console_test.jobs")
                 && s.contains("resource Mutex")
                 && s.contains("resource RwLock")
                 && s.contains("resource Semaphore")
         })
         .await;
         worker.abort();
+        jobs.shutdown().await;
         // The resources were created by the probes' constructors.
         assert!(seen.lines().any(|l| l.starts_with("resource") && l.contains("probe")), "{seen}");
+        // The named task is located at the caller's line, not inside pinchpoint's spawn.
+        let task = seen.lines().find(|l| l.starts_with("task") && l.contains("console_test.worker")).unwrap();
+        assert!(task.contains("\"tests/telemetry_console.rs\""), "{task}");
+        assert!(task.contains(&format!("line: Some({spawn_line})")), "expected line {spawn_line}: {task}");
+        // The worker pool's tasks carry the pool's name.
+        assert!(seen.lines().any(|l| l.starts_with("task") && l.contains("console_test.jobs")), "{seen}");
     });
 }

@@ -2,10 +2,9 @@
 //! (store in process): same routes, same validation, same JSON errors.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use axum::body::Body;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -19,7 +18,6 @@ use crate::counter::gateway::Gateway;
 use crate::counter::limiter::{Decision, RateLimiter};
 use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key, Op, MAX_BODY_BYTES};
 use crate::counter::store::Store;
-use crate::metrics::red;
 
 /// Where the HTTP API sends its work.
 pub enum Backend {
@@ -143,7 +141,7 @@ pub fn router(backend: Backend, options: ApiOptions) -> Router {
     }
     api.route("/health", get(health))
         .fallback(not_found)
-        .layer(middleware::from_fn(record_red_metrics))
+        .layer(crate::layer::HttpMetricsLayer::new())
         .with_state(Arc::new(backend))
 }
 
@@ -169,23 +167,6 @@ async fn rate_limit(State(limiter): State<Arc<RateLimiter>>, req: Request, next:
             resp
         }
     }
-}
-
-/// `http_requests_total`, `http_request_duration_seconds` and `request_alloc_bytes` by
-/// route template (never by concrete path, so labels stay bounded).
-async fn record_red_metrics(req: Request, next: Next) -> Response {
-    let started = Instant::now();
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
-    let route = route.as_deref().unwrap_or("unmatched");
-    let method = req.method().clone();
-    // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
-    let mut span = crate::telemetry::http_request_span(method.as_str(), route, req.headers());
-    let response = span.run(crate::probe::alloc::track_request(route, next.run(req))).await;
-    let status = response.status().as_u16();
-    span.record_http_status(status);
-    // A sampled trace id becomes the duration histogram's exemplar.
-    span.in_scope(|| red::http_request(route, method.as_str(), status, started.elapsed()));
-    response
 }
 
 async fn not_found() -> ApiError {

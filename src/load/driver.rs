@@ -23,25 +23,46 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 
 use super::stats::{merge, Merged, Outcome, WorkerStats};
-use super::{LoadPlan, Mix, Mode};
+use super::{CustomRequest, LoadPlan, Mix, Mode, STOP_GRACE};
 
 type Body = Full<Bytes>;
 
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Where requests go: the resolved socket address, the `Host` header and the URL's path prefix.
+/// Where requests go: the resolved socket address, the `Host` header and the URL's path.
 #[derive(Debug, Clone)]
 pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     host: HeaderValue,
     /// The URL's path without a trailing slash ("" for `http://host:port`).
     base: String,
+    /// The URL's path and query as given (`/` when it has neither), for [`Mix::Url`].
+    path_and_query: Uri,
 }
 
-/// Parses an `http://host[:port][/prefix]` URL into its parts (no resolution).
-pub(crate) fn parse_url(url: &str) -> anyhow::Result<(String, u16, HeaderValue, String)> {
+/// An `http://host[:port][/path][?query]` URL in parts.
+#[derive(Debug, Clone)]
+pub(crate) struct ParsedUrl {
+    host: String,
+    port: u16,
+    host_header: HeaderValue,
+    base: String,
+    pub(crate) query: Option<String>,
+    path_and_query: Uri,
+}
+
+impl ParsedUrl {
+    /// Whether the URL names more than the server (a path other than `/`, or a query).
+    pub(crate) fn has_path_or_query(&self) -> bool {
+        !self.base.is_empty() || self.query.is_some()
+    }
+}
+
+/// Parses an `http://host[:port][/path][?query]` URL into its parts (no resolution).
+pub(crate) fn parse_url(url: &str) -> anyhow::Result<ParsedUrl> {
     let uri: Uri = url.parse().with_context(|| format!("invalid URL {url:?}"))?;
     match uri.scheme_str() {
         Some("http") => {}
@@ -54,23 +75,31 @@ pub(crate) fn parse_url(url: &str) -> anyhow::Result<(String, u16, HeaderValue, 
         bail!("URL {url:?} has no host");
     }
     let port = authority.port_u16().unwrap_or(80);
-    if uri.query().is_some() {
-        bail!("URL {url:?} must not have a query");
-    }
     let host_header = HeaderValue::from_str(authority.as_str())?;
     let base = uri.path().trim_end_matches('/').to_string();
-    Ok((host.to_string(), port, host_header, base))
+    let path_and_query = match uri.path_and_query() {
+        Some(pq) => pq.as_str().parse()?,
+        None => Uri::from_static("/"),
+    };
+    Ok(ParsedUrl {
+        host: host.to_string(),
+        port,
+        host_header,
+        base,
+        query: uri.query().map(str::to_string),
+        path_and_query,
+    })
 }
 
 /// Parses and resolves the target URL.
 pub(crate) async fn resolve(url: &str) -> anyhow::Result<Target> {
-    let (host, port, host_header, base) = parse_url(url)?;
-    let addr = tokio::net::lookup_host((host.as_str(), port))
+    let u = parse_url(url)?;
+    let addr = tokio::net::lookup_host((u.host.as_str(), u.port))
         .await
-        .with_context(|| format!("cannot resolve {host}"))?
+        .with_context(|| format!("cannot resolve {}", u.host))?
         .next()
-        .ok_or_else(|| anyhow!("{host} resolves to no address"))?;
-    Ok(Target { addr, host: host_header, base })
+        .ok_or_else(|| anyhow!("{} resolves to no address", u.host))?;
+    Ok(Target { addr, host: u.host_header, base: u.base, path_and_query: u.path_and_query })
 }
 
 /// Requests finished so far, sharded so workers do not fight over one cache line.
@@ -112,12 +141,15 @@ struct Ctx {
     uri_increment: Uri,
     uri_batch: Uri,
     uri_health: Uri,
+    custom: CustomRequest,
     json: HeaderValue,
     /// Closed loop: next sequence number to claim, and where to stop.
     next: AtomicU64,
     total: u64,
     deadline: Option<Instant>,
     progress: Arc<Progress>,
+    /// Cancelled by a stop signal: no new requests; in-flight ones get [`STOP_GRACE`].
+    stop: CancellationToken,
 }
 
 /// The `(key index, delta)` of operation `op` of the whole run. Deltas cycle through 1..=5 so a
@@ -127,7 +159,7 @@ fn op_key_delta(ctx: &Ctx, op: u64) -> (u32, i64) {
 }
 
 impl Ctx {
-    fn new(plan: &LoadPlan, target: Target, progress: Arc<Progress>) -> anyhow::Result<Self> {
+    fn new(plan: &LoadPlan, target: Target, progress: Arc<Progress>, stop: CancellationToken) -> anyhow::Result<Self> {
         let uri = |path: &str| -> anyhow::Result<Uri> { Ok(format!("{}{}", target.base, path).parse()?) };
         let (total, deadline) = match plan.mode {
             Mode::Closed { requests, max_duration, .. } => (requests, max_duration.map(|d| Instant::now() + d)),
@@ -137,6 +169,7 @@ impl Ctx {
             uri_increment: uri("/api/v1/counter/increment")?,
             uri_batch: uri("/api/v1/counter/batch-increment")?,
             uri_health: uri("/health")?,
+            custom: plan.request.clone(),
             target,
             mix: plan.mix,
             ops: if plan.mix == Mix::Batch { plan.batch_size as u64 } else { 1 },
@@ -151,12 +184,14 @@ impl Ctx {
             total,
             deadline,
             progress,
+            stop,
         })
     }
 
     /// The request with sequence number `seq` (unique in the run).
     fn build(&self, seq: u64) -> Request<Body> {
         let (method, uri, body) = match self.mix {
+            Mix::Url => return self.build_custom(),
             Mix::Increment => {
                 let (key, delta) = op_key_delta(self, seq);
                 let body = format!(
@@ -200,6 +235,23 @@ impl Ctx {
             headers.insert(CONTENT_TYPE, self.json.clone());
             let id = format!("{}-{}", self.run_id, seq);
             headers.insert(X_REQUEST_ID.clone(), HeaderValue::try_from(id).expect("validated prefix"));
+        }
+        req
+    }
+
+    /// The request of [`Mix::Url`]: the URL's path and query, `-m`, `-H`, `-d` as given.
+    fn build_custom(&self) -> Request<Body> {
+        let mut req = Request::new(Full::new(self.custom.body.clone()));
+        *req.method_mut() = self.custom.method.clone();
+        *req.uri_mut() = self.target.path_and_query.clone();
+        let headers = req.headers_mut();
+        headers.insert(HOST, self.target.host.clone());
+        for (name, value) in &self.custom.headers {
+            if name == HOST {
+                headers.insert(HOST, value.clone());
+            } else {
+                headers.append(name.clone(), value.clone());
+            }
         }
         req
     }
@@ -297,7 +349,7 @@ async fn closed_worker(ctx: Arc<Ctx>, id: usize) -> WorkerStats {
     let mut stats = WorkerStats::new(false);
     let mut conn = None;
     loop {
-        if ctx.deadline.is_some_and(|d| Instant::now() >= d) {
+        if ctx.stop.is_cancelled() || ctx.deadline.is_some_and(|d| Instant::now() >= d) {
             break;
         }
         let seq = ctx.next.fetch_add(1, Ordering::Relaxed);
@@ -305,12 +357,27 @@ async fn closed_worker(ctx: Arc<Ctx>, id: usize) -> WorkerStats {
             break;
         }
         let start = Instant::now();
-        let outcome = execute(&ctx, &mut conn, &mut stats, seq).await;
+        let Some(outcome) = within_stop_grace(&ctx, execute(&ctx, &mut conn, &mut stats, seq)).await else {
+            stats.abandoned += 1;
+            break;
+        };
         let took = start.elapsed();
         stats.record(outcome, took, took);
         ctx.progress.add(id);
     }
     stats
+}
+
+/// Runs a request to its end, unless the run was stopped more than [`STOP_GRACE`] ago (None).
+async fn within_stop_grace(ctx: &Ctx, request: impl std::future::Future<Output = Outcome>) -> Option<Outcome> {
+    tokio::select! {
+        biased;
+        outcome = request => Some(outcome),
+        _ = async {
+            ctx.stop.cancelled().await;
+            tokio::time::sleep(STOP_GRACE).await;
+        } => None,
+    }
 }
 
 /// One open-loop request: its sequence number and when it should have been sent.
@@ -330,7 +397,10 @@ async fn open_worker(
     let mut conn = None;
     while let Some(job) = jobs.recv().await {
         let sent = Instant::now();
-        let outcome = execute(&ctx, &mut conn, &mut stats, job.seq).await;
+        let Some(outcome) = within_stop_grace(&ctx, execute(&ctx, &mut conn, &mut stats, job.seq)).await else {
+            stats.abandoned += 1;
+            continue;
+        };
         let done = Instant::now();
         stats.record(outcome, done - job.intended, done - sent);
         ctx.progress.add(id);
@@ -395,8 +465,13 @@ async fn run_closed_threads(ctx: &Arc<Ctx>, workers: usize) -> anyhow::Result<Ve
 }
 
 /// Runs `plan` against `target`.
-pub(crate) async fn drive(plan: &LoadPlan, target: Target, progress: Arc<Progress>) -> anyhow::Result<RunResult> {
-    let ctx = Arc::new(Ctx::new(plan, target, progress)?);
+pub(crate) async fn drive(
+    plan: &LoadPlan,
+    target: Target,
+    progress: Arc<Progress>,
+    stop: CancellationToken,
+) -> anyhow::Result<RunResult> {
+    let ctx = Arc::new(Ctx::new(plan, target, progress, stop)?);
     let start = Instant::now();
     match plan.mode {
         Mode::Closed { requests, concurrency, .. } => {
@@ -421,7 +496,13 @@ pub(crate) async fn drive(plan: &LoadPlan, target: Target, progress: Arc<Progres
             for seq in 0..ctx.total {
                 let intended = start + Duration::from_secs_f64(seq as f64 * interval);
                 if Instant::now() < intended {
-                    tokio::time::sleep_until(intended).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(intended) => {}
+                        _ = ctx.stop.cancelled() => {}
+                    }
+                }
+                if ctx.stop.is_cancelled() {
+                    break;
                 }
                 let worker = match idle_rx.try_recv() {
                     Ok(w) => w,
@@ -435,7 +516,10 @@ pub(crate) async fn drive(plan: &LoadPlan, target: Target, progress: Arc<Progres
                     Err(_) => {
                         // Every slot is busy: this request cannot go out on time.
                         late += 1;
-                        idle_rx.recv().await.expect("the dispatcher holds a sender")
+                        tokio::select! {
+                            w = idle_rx.recv() => w.expect("the dispatcher holds a sender"),
+                            _ = ctx.stop.cancelled() => break,
+                        }
                     }
                 };
                 max_lag = max_lag.max(Instant::now().saturating_duration_since(intended));
@@ -464,16 +548,22 @@ mod tests {
 
     #[test]
     fn parses_urls() {
-        let (host, port, hh, base) = parse_url("http://127.0.0.1:8080").unwrap();
-        assert_eq!((host.as_str(), port, base.as_str()), ("127.0.0.1", 8080, ""));
-        assert_eq!(hh, "127.0.0.1:8080");
-        let (_, port, _, base) = parse_url("http://localhost/gw/").unwrap();
-        assert_eq!((port, base.as_str()), (80, "/gw"));
-        let (host, _, _, _) = parse_url("http://[::1]:9000").unwrap();
-        assert_eq!(host, "::1");
+        let u = parse_url("http://127.0.0.1:8080").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.base.as_str()), ("127.0.0.1", 8080, ""));
+        assert_eq!(u.host_header, "127.0.0.1:8080");
+        assert_eq!(u.path_and_query, "/");
+        assert!(!u.has_path_or_query());
+        let u = parse_url("http://localhost/gw/").unwrap();
+        assert_eq!((u.port, u.base.as_str()), (80, "/gw"));
+        assert!(u.has_path_or_query());
+        assert_eq!(parse_url("http://[::1]:9000").unwrap().host, "::1");
         assert!(parse_url("https://x:1").is_err());
         assert!(parse_url("127.0.0.1:8080").is_err());
-        assert!(parse_url("http://x:1/?a=b").is_err());
+        let u = parse_url("http://x:1/any/path?q=1&r=%20").unwrap();
+        assert_eq!(
+            (u.path_and_query.to_string().as_str(), u.query.as_deref()),
+            ("/any/path?q=1&r=%20", Some("q=1&r=%20"))
+        );
     }
 
     fn ctx(mix: Mix, ops: u64) -> Ctx {
@@ -482,9 +572,14 @@ mod tests {
         plan.batch_size = ops as usize;
         plan.keys = 3;
         plan.prefix = "pfx".into();
-        let (_, _, host, base) = parse_url(&plan.url).unwrap();
-        let target = Target { addr: "127.0.0.1:9".parse().unwrap(), host, base };
-        Ctx::new(&plan, target, Arc::new(Progress::new())).unwrap()
+        let u = parse_url(&plan.url).unwrap();
+        let target = Target {
+            addr: "127.0.0.1:9".parse().unwrap(),
+            host: u.host_header,
+            base: u.base,
+            path_and_query: u.path_and_query,
+        };
+        Ctx::new(&plan, target, Arc::new(Progress::new()), CancellationToken::new()).unwrap()
     }
 
     async fn body_json(req: Request<Body>) -> serde_json::Value {

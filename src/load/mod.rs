@@ -1,5 +1,5 @@
-//! `pinchpoint load`: an HTTP load driver for the counter gateway (and anything else that
-//! answers HTTP/1.1).
+//! `pinchpoint load`: an HTTP load driver for the counter gateway and any other HTTP/1.1
+//! endpoint (`--mix url`: the URL as given, with `-m`, `-d`, `-H` like `hey` or `oha`).
 //!
 //! - **Closed loop** (like `hey`): `-n` requests over `-c` workers; each worker sends its next
 //!   request when the previous one answered.
@@ -10,10 +10,14 @@
 //!
 //! Latencies go into per-worker HDR histograms merged after the run; every acknowledged
 //! increment is tallied per key so the lab can check that the store moved by exactly that much.
+//!
+//! SIGINT or SIGTERM stops a run: no new requests, in-flight ones get [`STOP_GRACE`] to finish,
+//! and the report is marked partial.
 
 mod driver;
 mod ladder;
 mod report;
+mod request;
 mod stats;
 
 use std::collections::BTreeMap;
@@ -23,9 +27,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
 pub use ladder::{ladder, ladder_quick, ladder_scaled, Level};
+pub use request::CustomRequest;
 pub use stats::LatencySummary;
+
+/// After a stop signal, how long in-flight requests may take before they are abandoned.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// What each request does.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -40,6 +49,8 @@ pub enum Mix {
     Read,
     /// `GET /health`.
     Health,
+    /// The URL as given (path and query), with `-m`, `-d` and `-H`.
+    Url,
 }
 
 impl Mix {
@@ -49,6 +60,7 @@ impl Mix {
             Mix::Batch => "batch",
             Mix::Read => "read",
             Mix::Health => "health",
+            Mix::Url => "url",
         }
     }
 }
@@ -56,9 +68,19 @@ impl Mix {
 /// Arguments of `pinchpoint load`.
 #[derive(clap::Args, Debug, Clone)]
 pub struct LoadArgs {
-    /// Base URL of the target, e.g. http://127.0.0.1:8080 (paths are appended per --mix).
+    /// The target. With a counter --mix, the base URL (http://127.0.0.1:8080; the mix appends
+    /// its paths); with --mix url, the full URL every request goes to, path and query included.
     #[arg(long)]
     pub url: String,
+    /// HTTP method of --mix url (default GET, or POST with -d).
+    #[arg(short = 'm', long = "method")]
+    pub method: Option<String>,
+    /// Request body of --mix url; `@path` reads it from a file.
+    #[arg(short = 'd', long = "data")]
+    pub data: Option<String>,
+    /// A request header of --mix url, `'Name: value'`; repeatable.
+    #[arg(short = 'H', long = "header")]
+    pub headers: Vec<String>,
     /// Total requests (closed loop: default 200, or unbounded up to --duration; open loop: used
     /// when --duration is not given).
     #[arg(short = 'n', long = "requests")]
@@ -75,9 +97,10 @@ pub struct LoadArgs {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
-    /// Request mix.
-    #[arg(long, value_enum, default_value_t = Mix::Increment)]
-    pub mix: Mix,
+    /// Request mix. Default: `url` when -m, -d or -H is given or the URL has a path or query,
+    /// else `increment`.
+    #[arg(long, value_enum)]
+    pub mix: Option<Mix>,
     /// Operations per batch (--mix batch), 1..=1000.
     #[arg(long, default_value_t = 10)]
     pub batch_size: usize,
@@ -136,6 +159,8 @@ pub struct LoadPlan {
     pub batch_size: usize,
     /// Batches ask for `"async": true`.
     pub asynchronous: bool,
+    /// What [`Mix::Url`] sends (ignored by the counter mixes).
+    pub request: CustomRequest,
     /// Distinct keys: resource ids `{prefix}-0` … `{prefix}-{keys-1}`.
     pub keys: u32,
     pub prefix: String,
@@ -159,6 +184,7 @@ impl LoadPlan {
             mix: Mix::Increment,
             batch_size: 10,
             asynchronous: false,
+            request: CustomRequest::default(),
             keys: 100,
             prefix: Self::fresh_prefix(),
             counter_type: "hits".to_string(),
@@ -199,10 +225,20 @@ impl LoadPlan {
                 max_duration: duration,
             },
         };
+        let custom = args.method.is_some() || args.data.is_some() || !args.headers.is_empty();
+        let mix = match args.mix {
+            Some(mix) => mix,
+            None if custom || driver::parse_url(&args.url)?.has_path_or_query() => Mix::Url,
+            None => Mix::Increment,
+        };
+        if custom && mix != Mix::Url {
+            anyhow::bail!("-m, -d and -H apply to --mix url; the counter mixes build their own requests");
+        }
         let plan = LoadPlan {
             url: args.url.clone(),
             mode,
-            mix: args.mix,
+            mix,
+            request: CustomRequest::from_args(args.method.as_deref(), args.data.as_deref(), &args.headers)?,
             batch_size: args.batch_size,
             asynchronous: args.asynchronous,
             keys: args.keys,
@@ -217,7 +253,14 @@ impl LoadPlan {
 
     /// Checks the plan; the error is one line fit for the CLI.
     pub fn validate(&self) -> anyhow::Result<()> {
-        driver::parse_url(&self.url)?;
+        let url = driver::parse_url(&self.url)?;
+        if url.query.is_some() && self.mix != Mix::Url {
+            anyhow::bail!(
+                "URL {:?} has a query: the {} mix appends its own paths (use --mix url)",
+                self.url,
+                self.mix.as_str()
+            );
+        }
         match self.mode {
             Mode::Closed { concurrency: 0, .. } => {
                 anyhow::bail!("concurrency must be at least 1")
@@ -292,6 +335,12 @@ pub struct LoadReport {
     /// Sum of deltas acknowledged with 200, per `(resource_id, counter_type)`.
     #[serde(with = "acked_serde")]
     pub acked: BTreeMap<(String, String), i64>,
+    /// The run was stopped by a signal before its end: the numbers cover only its first part.
+    #[serde(default)]
+    pub partial: bool,
+    /// Requests still in flight [`STOP_GRACE`] after the stop signal, abandoned uncounted.
+    #[serde(default)]
+    pub abandoned: u64,
 }
 
 impl LoadReport {
@@ -354,11 +403,17 @@ mod acked_serde {
 /// Runs one load. Connection failures are counted (`"connect"`), not returned: the error case
 /// is a plan that does not validate or a host that does not resolve.
 pub async fn run(plan: &LoadPlan) -> anyhow::Result<LoadReport> {
+    run_until(plan, CancellationToken::new()).await
+}
+
+/// Like [`run`], and cancelling `stop` ends the run early: no new requests, in-flight ones get
+/// [`STOP_GRACE`], and the report is marked [`partial`](LoadReport::partial).
+pub async fn run_until(plan: &LoadPlan, stop: CancellationToken) -> anyhow::Result<LoadReport> {
     plan.validate()?;
     let target = driver::resolve(&plan.url).await?;
     let progress = Arc::new(driver::Progress::new());
     let bar = plan.progress.then(|| report::spawn_progress(progress.clone(), plan.mode));
-    let result = driver::drive(plan, target, progress).await;
+    let result = driver::drive(plan, target, progress, stop.clone()).await;
     if let Some(bar) = bar {
         bar.finish().await;
     }
@@ -393,6 +448,8 @@ pub async fn run(plan: &LoadPlan) -> anyhow::Result<LoadReport> {
         connections_opened: m.connections_opened,
         acked_ops: m.acked_ops,
         acked,
+        partial: stop.is_cancelled(),
+        abandoned: m.abandoned,
     })
 }
 
@@ -422,7 +479,21 @@ pub async fn run_cli(args: LoadArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::from(2));
     }
     plan.progress = !args.json && !args.no_progress && std::io::stderr().is_terminal();
-    let report = run(&plan).await?;
+    let stop = CancellationToken::new();
+    let on_signal = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            crate::shutdown::wait_for_signal().await;
+            eprintln!(
+                "pinchpoint load: stopping: no new requests; in-flight ones get {}s to finish",
+                STOP_GRACE.as_secs()
+            );
+            stop.cancel();
+        })
+    };
+    let report = run_until(&plan, stop).await;
+    on_signal.abort();
+    let report = report?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -456,6 +527,7 @@ mod tests {
     fn closed_defaults() {
         let p = LoadPlan::from_args(&args(&["--url", "http://127.0.0.1:1"])).unwrap();
         assert_eq!(p.mode, Mode::Closed { requests: 200, concurrency: 50, max_duration: None });
+        assert_eq!(p.request, CustomRequest::default());
         assert_eq!(p.mix, Mix::Increment);
         assert_eq!((p.keys, p.batch_size), (100, 10));
         assert!(p.prefix.starts_with("ld") && p.prefix.len() == 14);
@@ -496,6 +568,20 @@ mod tests {
     }
 
     #[test]
+    fn the_mix_follows_the_url_and_request_flags() {
+        let mix = |argv: &[&str]| LoadPlan::from_args(&args(argv)).map(|p| p.mix);
+        assert_eq!(mix(&["--url", "http://h:1"]).unwrap(), Mix::Increment);
+        assert_eq!(mix(&["--url", "http://h:1/"]).unwrap(), Mix::Increment);
+        assert_eq!(mix(&["--url", "http://h:1/any/path"]).unwrap(), Mix::Url);
+        assert_eq!(mix(&["--url", "http://h:1/?q=1"]).unwrap(), Mix::Url);
+        assert_eq!(mix(&["--url", "http://h:1", "-H", "x-a: 1"]).unwrap(), Mix::Url);
+        assert_eq!(mix(&["--url", "http://h:1/gw", "--mix", "read"]).unwrap(), Mix::Read);
+        let err = mix(&["--url", "http://h:1", "--mix", "increment", "-m", "PUT"]).unwrap_err().to_string();
+        assert!(err.contains("--mix url"), "{err}");
+        assert!(mix(&["--url", "http://h:1/x", "-H", "nocolon"]).is_err());
+    }
+
+    #[test]
     fn validation() {
         let bad = |f: &dyn Fn(&mut LoadPlan)| {
             let mut p = LoadPlan::closed("http://127.0.0.1:1", 1, 1);
@@ -509,6 +595,11 @@ mod tests {
         assert!(bad(&|p| p.batch_size = 1001));
         assert!(bad(&|p| p.keys = 0));
         assert!(bad(&|p| p.url = "ftp://x".into()));
+        assert!(bad(&|p| p.url = "http://x:1/a?q=1".into()));
+        assert!(!bad(&|p| {
+            p.url = "http://x:1/a?q=1".into();
+            p.mix = Mix::Url;
+        }));
         assert!(bad(&|p| p.mode = Mode::Open { rate: 0.0, duration: Duration::from_secs(1), max_in_flight: 1 }));
     }
 
@@ -536,6 +627,8 @@ mod tests {
             connections_opened: 1,
             acked_ops: 1,
             acked,
+            partial: true,
+            abandoned: 2,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["acked"], serde_json::json!([{"resource_id":"p-1","counter_type":"hits","delta":7}]));

@@ -38,12 +38,21 @@ fn latency_line(out: &mut String, label: &str, l: &LatencySummary) {
 
 pub(crate) fn render(r: &LoadReport) -> String {
     let mut out = String::new();
+    if r.partial {
+        let _ = writeln!(
+            out,
+            "PARTIAL        stopped by a signal after {:.2}s; {} in-flight requests abandoned",
+            r.elapsed_seconds, r.abandoned
+        );
+    }
     let pacing = match r.rate {
         Some(rate) => format!("open loop at {rate} req/s, {} workers used", r.concurrency),
         None => format!("closed loop, {} workers", r.concurrency),
     };
     let _ = writeln!(out, "target         {} ({} mix, {pacing})", r.url, r.mix.as_str());
-    let _ = writeln!(out, "keys           {}-* / {}", r.prefix, r.counter_type);
+    if r.mix != super::Mix::Url {
+        let _ = writeln!(out, "keys           {}-* / {}", r.prefix, r.counter_type);
+    }
     let _ = writeln!(
         out,
         "requests       {} in {:.2}s: {} ok, {} errors ({:.2}%)",
@@ -72,13 +81,17 @@ pub(crate) fn render(r: &LoadReport) -> String {
         let list: Vec<String> = r.errors_by_status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
         let _ = writeln!(out, "errors         {}", list.join(", "));
     }
-    let _ = writeln!(
-        out,
-        "connections    {} opened; {} increments acknowledged (sum {})",
-        r.connections_opened,
-        r.acked_ops,
-        r.acked_total()
-    );
+    if r.mix == super::Mix::Url {
+        let _ = writeln!(out, "connections    {} opened", r.connections_opened);
+    } else {
+        let _ = writeln!(
+            out,
+            "connections    {} opened; {} increments acknowledged (sum {})",
+            r.connections_opened,
+            r.acked_ops,
+            r.acked_total()
+        );
+    }
     out
 }
 

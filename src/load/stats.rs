@@ -49,6 +49,8 @@ pub(crate) struct WorkerStats {
     pub(crate) acked: HashMap<u32, i64>,
     /// Number of increment operations acknowledged with 200.
     pub(crate) acked_ops: u64,
+    /// Requests still in flight when the stop grace ran out (not counted in `requests`).
+    pub(crate) abandoned: u64,
 }
 
 fn new_histogram() -> Histogram<u64> {
@@ -74,6 +76,7 @@ impl WorkerStats {
             connections_opened: 0,
             acked: HashMap::new(),
             acked_ops: 0,
+            abandoned: 0,
         }
     }
 
@@ -149,6 +152,7 @@ pub(crate) struct Merged {
     pub(crate) connections_opened: u64,
     pub(crate) acked: HashMap<u32, i64>,
     pub(crate) acked_ops: u64,
+    pub(crate) abandoned: u64,
 }
 
 pub(crate) fn merge(workers: Vec<WorkerStats>, open_loop: bool) -> Merged {
@@ -161,6 +165,7 @@ pub(crate) fn merge(workers: Vec<WorkerStats>, open_loop: bool) -> Merged {
         connections_opened: 0,
         acked: HashMap::new(),
         acked_ops: 0,
+        abandoned: 0,
     };
     let mut timeouts = 0;
     let mut connect = 0;
@@ -183,6 +188,7 @@ pub(crate) fn merge(workers: Vec<WorkerStats>, open_loop: bool) -> Merged {
             *m.acked.entry(k).or_insert(0) += d;
         }
         m.acked_ops += w.acked_ops;
+        m.abandoned += w.abandoned;
     }
     for (name, n) in [("timeout", timeouts), ("connect", connect), ("io", io)] {
         if n > 0 {

@@ -3,7 +3,11 @@
 
 pub mod alloc;
 mod async_lock;
+#[cfg(feature = "bb8")]
+pub mod bb8;
 pub mod contention;
+#[cfg(feature = "deadpool")]
+pub mod deadpool;
 mod leak;
 pub mod lock;
 mod lock_cell;

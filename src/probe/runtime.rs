@@ -4,8 +4,14 @@
 //!
 //! Attach a runtime with [`register`]; build it with [`builder_multi_thread`] /
 //! [`builder_current_thread`] (or call [`install_hooks`] on your own builder) to get poll
-//! times and tracking of plain `tokio::spawn` tasks. Needs `--cfg tokio_unstable`.
+//! times and tracking of plain `tokio::spawn` tasks.
+//!
+//! Task hooks, poll times and the blocking-pool gauges need `--cfg tokio_unstable`. Built
+//! without it, those families are absent from `/metrics` (the doctor reads them as "not
+//! measured"), the hooks are not installed, and the first [`register`] or [`install_hooks`]
+//! logs how to turn them on. Everything else here works with stock compiler flags.
 
+#[cfg(tokio_unstable)]
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
@@ -15,6 +21,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use tokio::runtime::{Builder, Handle};
 
+#[cfg(tokio_unstable)]
 use super::task;
 use crate::metrics::catalog::*;
 use crate::metrics::{describe, emit_gauge, Histogram};
@@ -29,7 +36,27 @@ fn poll_histogram() -> &'static Histogram {
 
 /// Attaches `handle`'s runtime to the metrics (replacing any earlier one).
 pub fn register(handle: Handle) {
+    explain_missing_unstable();
     *HANDLE.lock() = Some(handle);
+}
+
+/// What a build without `--cfg tokio_unstable` leaves out, and how to get it.
+pub const UNSTABLE_HINT: &str = "tokio task hooks, task poll times and blocking-pool gauges are not measured: \
+     this build lacks `--cfg tokio_unstable`; build with RUSTFLAGS=\"--cfg tokio_unstable\" or add \
+     `[build] rustflags = [\"--cfg\", \"tokio_unstable\"]` to .cargo/config.toml";
+
+/// Whether this build measures what needs `--cfg tokio_unstable` (task hooks, poll times,
+/// blocking-pool gauges, task names in tokio-console).
+pub const fn unstable_measured() -> bool {
+    cfg!(tokio_unstable)
+}
+
+/// Logs [`UNSTABLE_HINT`] once per process, in builds without `tokio_unstable`.
+fn explain_missing_unstable() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !unstable_measured() && !SAID.swap(true, Relaxed) {
+        tracing::info!("{UNSTABLE_HINT}");
+    }
 }
 
 /// Attaches the current runtime. Panics outside a runtime.
@@ -37,6 +64,7 @@ pub fn register_current() {
     register(Handle::current());
 }
 
+#[cfg(tokio_unstable)]
 thread_local! {
     /// [`clock_ns`](super::clock_ns) at the start of this thread's current poll; 0 = none.
     static POLL_START: Cell<u64> = const { Cell::new(0) };
@@ -45,11 +73,26 @@ thread_local! {
 /// When the current task's poll started, if a hooked runtime is polling it (else 0): lets a
 /// tracked task's wrapper reuse the hook's clock read.
 pub(super) fn poll_started_ns() -> u64 {
-    POLL_START.try_with(Cell::get).unwrap_or(0)
+    #[cfg(tokio_unstable)]
+    return POLL_START.try_with(Cell::get).unwrap_or(0);
+    #[cfg(not(tokio_unstable))]
+    0
 }
 
-/// Installs task tracking and poll timing hooks on `builder`.
+/// Installs task tracking and poll timing hooks on `builder`. Without `--cfg tokio_unstable`
+/// tokio has no hooks: this leaves `builder` as it is and logs [`UNSTABLE_HINT`] once.
 pub fn install_hooks(builder: &mut Builder) -> &mut Builder {
+    #[cfg(not(tokio_unstable))]
+    {
+        explain_missing_unstable();
+        builder
+    }
+    #[cfg(tokio_unstable)]
+    install_unstable_hooks(builder)
+}
+
+#[cfg(tokio_unstable)]
+fn install_unstable_hooks(builder: &mut Builder) -> &mut Builder {
     HOOKS.store(true, Relaxed);
     builder
         .on_task_spawn(task::hook_spawn)
@@ -117,8 +160,11 @@ impl Collector for RuntimeCollector {
                     .encode_counter::<NoLabelSet, _, u64>(&m.worker_park_count(w), None)?;
             }
         }
-        emit_gauge(&mut enc, &RUNTIME_BLOCKING_THREADS, m.num_blocking_threads() as i64)?;
-        emit_gauge(&mut enc, &RUNTIME_BLOCKING_QUEUE, m.blocking_queue_depth() as i64)?;
+        #[cfg(tokio_unstable)]
+        {
+            emit_gauge(&mut enc, &RUNTIME_BLOCKING_THREADS, m.num_blocking_threads() as i64)?;
+            emit_gauge(&mut enc, &RUNTIME_BLOCKING_QUEUE, m.blocking_queue_depth() as i64)?;
+        }
         Ok(())
     }
 }

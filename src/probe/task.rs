@@ -76,9 +76,12 @@ fn site_label(l: &Location<'_>) -> String {
     format!("{}:{}", short_file(l.file()), l.line())
 }
 
-/// A spawn site's file, short: a dependency's path starts at its crate directory
-/// (`hyper-util-0.1.21/src/rt/tokio.rs`, not `/root/.cargo/registry/src/index.crates.io-…/hyper-util-0.1.21/…`);
-/// git dependencies start at their checkout directory; project paths stay as they are.
+/// A spawn site's file, short and free of the building machine's directories: a dependency's
+/// path starts at its crate directory (`hyper-util-0.1.21/src/rt/tokio.rs`, not
+/// `/root/.cargo/registry/src/index.crates.io-…/hyper-util-0.1.21/…`); git dependencies start
+/// at their checkout directory; any other absolute path (a path dependency, such as pinchpoint
+/// itself in a user's service) starts at the directory holding its `src/` (or `tests/`,
+/// `examples/`, `benches/`); relative project paths stay as they are.
 pub(crate) fn short_file(file: &str) -> &str {
     for (marker, skip_index_dir) in [("registry/src/", true), ("git/checkouts/", false)] {
         for sep in ['/', '\\'] {
@@ -89,7 +92,21 @@ pub(crate) fn short_file(file: &str) -> &str {
             }
         }
     }
-    file
+    let absolute = file.starts_with('/') || file.starts_with('\\') || file.get(1..3) == Some(":\\");
+    if !absolute {
+        return file;
+    }
+    let sep = if file.starts_with('/') { '/' } else { '\\' };
+    // The last source-tree directory, so a checkout under `~/src/` still keeps its own name.
+    let tree =
+        ["src", "tests", "examples", "benches"].iter().filter_map(|d| file.rfind(&format!("{sep}{d}{sep}"))).max();
+    let cut = match tree {
+        // Keep the crate directory: `wt-embed/src/probe/task.rs`.
+        Some(i) => file[..i].rfind(sep).map_or(0, |j| j + 1),
+        // No source tree: the file name alone.
+        None => file.rfind(sep).map_or(0, |j| j + 1),
+    };
+    &file[cut..]
 }
 
 /// Hashes task ids and label keys (integers and addresses, never chosen by an outside party)
@@ -244,6 +261,8 @@ where
     spawn_inner(None, Location::caller(), fut)
 }
 
+// `#[track_caller]` down to tokio's spawn, so tokio-console shows the caller's file:line.
+#[track_caller]
 fn spawn_inner<F>(name: Option<&'static str>, site: &'static Location<'static>, fut: F) -> JoinHandle<F::Output>
 where
     F: Future + Send + 'static,
@@ -267,14 +286,15 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
-    // `tokio::task::Builder` exists only with tokio's `tracing` feature, which the `console`
-    // feature (console-subscriber) turns on; without it tokio-console is not there to show names.
-    #[cfg(feature = "console")]
+    // `tokio::task::Builder` exists only with `tokio_unstable` and tokio's `tracing` feature,
+    // which the `console` feature (console-subscriber) turns on; without them tokio-console is
+    // not there to show names.
+    #[cfg(all(feature = "console", tokio_unstable))]
     if let Some(name) = name {
         // Fails only outside a runtime, where tokio::spawn panics too.
         return tokio::task::Builder::new().name(name).spawn(fut).expect("spawn inside a Tokio runtime");
     }
-    #[cfg(not(feature = "console"))]
+    #[cfg(not(all(feature = "console", tokio_unstable)))]
     let _ = name;
     tokio::spawn(fut)
 }
@@ -321,11 +341,13 @@ impl<F> Drop for Tracked<F> {
 
 // ---- hooks for plain tokio::spawn ----------------------------------------------------------
 
+#[cfg(tokio_unstable)]
 thread_local! {
     /// The check to restore after this poll, if the poll changed it.
     static SAVED_CHECK: Cell<Option<u64>> = const { Cell::new(None) };
 }
 
+#[cfg(tokio_unstable)]
 pub(crate) fn hook_spawn(meta: &tokio::runtime::TaskMeta<'_>) {
     if SPAWNING_TRACKED.try_with(Cell::get).unwrap_or(false) {
         return; // tracked by `spawn` itself
@@ -335,6 +357,7 @@ pub(crate) fn hook_spawn(meta: &tokio::runtime::TaskMeta<'_>) {
     registry().hooked.shard(&id).lock().insert(id, state);
 }
 
+#[cfg(tokio_unstable)]
 pub(crate) fn hook_terminate(meta: &tokio::runtime::TaskMeta<'_>) {
     let id = meta.id();
     if let Some(state) = registry().hooked.shard(&id).lock().remove(&id) {
@@ -343,6 +366,7 @@ pub(crate) fn hook_terminate(meta: &tokio::runtime::TaskMeta<'_>) {
 }
 
 /// `now_ns` is the poll's start ([`clock_ns`]), read once for this and the poll timer.
+#[cfg(tokio_unstable)]
 pub(crate) fn hook_before_poll(meta: &tokio::runtime::TaskMeta<'_>, now_ns: u64) {
     let id = meta.id();
     let check = {
@@ -357,6 +381,7 @@ pub(crate) fn hook_before_poll(meta: &tokio::runtime::TaskMeta<'_>, now_ns: u64)
     }
 }
 
+#[cfg(tokio_unstable)]
 pub(crate) fn hook_after_poll() {
     if let Some(prev) = SAVED_CHECK.try_with(Cell::take).ok().flatten() {
         set_current_check(prev);
@@ -501,6 +526,10 @@ mod tests {
             short_file("/home/me/.cargo/git/checkouts/tonic-abc123/def456/tonic/src/x.rs"),
             "tonic-abc123/def456/tonic/src/x.rs"
         );
+        assert_eq!(short_file("/home/me/src/pinchpoint/src/probe/worker.rs"), "pinchpoint/src/probe/worker.rs");
+        assert_eq!(short_file("/work/svc/tests/it.rs"), "svc/tests/it.rs");
+        assert_eq!(short_file("/tmp/generated.rs"), "generated.rs");
+        assert_eq!(short_file(r"C:\work\svc\src\main.rs"), r"svc\src\main.rs");
         assert_eq!(short_file("src/counter/gateway.rs"), "src/counter/gateway.rs");
         assert_eq!(short_file("tests/probe_tasks.rs"), "tests/probe_tasks.rs");
     }

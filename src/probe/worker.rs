@@ -86,8 +86,8 @@ impl WorkerPool {
         });
         let handles = (0..workers)
             .map(|_| {
-                let s = shared.clone();
-                tokio::spawn(worker(s))
+                // Labelled by the pool's name (tasks_alive, tokio-console), not by this line.
+                super::task::spawn(name, worker(shared.clone()))
             })
             .collect();
         Self { shared, workers: Mutex::new(handles), count: workers }

@@ -1,0 +1,20 @@
+//! Tower layers that record the catalog's RED families for a whole server or client, so no
+//! handler records anything by hand:
+//!
+//! - [`HttpMetricsLayer`] for axum/hyper servers: `http_requests_total` and
+//!   `http_request_duration_seconds` by route template, method and status, the request's
+//!   allocated bytes (`request_alloc_bytes`, with [`CountingAlloc`](crate::probe::alloc::CountingAlloc)
+//!   installed), and the trace id of a sampled request as the duration's exemplar.
+//! - [`RpcServerLayer`] and [`RpcClientLayer`] for tonic servers and channels:
+//!   `rpc_server_*` / `rpc_client_*` by method and status code, and `rpc_client_retries_total`
+//!   for calls marked as retries with [`Attempt`].
+#![warn(missing_docs)]
+
+mod grpc;
+mod http;
+
+pub use self::grpc::{code_label, Attempt, RpcClient, RpcClientLayer, RpcServer, RpcServerLayer};
+pub use self::http::{HttpMetrics, HttpMetricsLayer, UNMATCHED};
+
+/// The future every layer's service returns.
+pub type BoxFuture<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'static>>;
