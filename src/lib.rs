@@ -15,6 +15,8 @@ pub mod profile;
 pub mod telemetry;
 
 #[cfg(feature = "lab")]
+pub mod consumer;
+#[cfg(feature = "lab")]
 pub mod counter;
 #[cfg(feature = "lab")]
 pub mod diagnose;
