@@ -444,7 +444,7 @@ async fn run(cli: Cli) -> ExitCode {
             process::run_gateway(config, shutdown).await
         }
         Command::Consumer(a) => {
-            use pinchpoint::consumer::{consumer::ConsumerOptions, handler::Handler, process::ConsumerConfig};
+            use pinchpoint::consumer::{handler::Handler, process::ConsumerConfig, ConsumerOptions};
             let config = ConsumerConfig {
                 nats: a.nats,
                 stream: a.stream,

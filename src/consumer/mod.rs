@@ -8,9 +8,11 @@
 //! the broker installable here (Debian package; Kafka has none).
 
 pub mod broker;
-pub mod consumer;
+pub mod dispatch;
 pub mod handler;
 pub mod jetstream;
 pub mod process;
 pub mod publisher;
 pub mod source;
+
+pub use dispatch::{Consumer, ConsumerOptions};

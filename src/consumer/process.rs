@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::consumer::{Consumer, ConsumerOptions};
+use super::dispatch::{Consumer, ConsumerOptions};
 use super::jetstream::JetStream;
 use crate::counter::process::{bind_admin, spawn_http, AdminConfig, StartError};
 use crate::probe::task::LeakCheck;

@@ -19,7 +19,18 @@ pub struct PublishPlan {
     pub messages: u64,
     /// Messages per second; None publishes as fast as the broker stores them.
     pub rate: Option<f64>,
+    /// Each payload is the message's number in the run (decimal), padded to this size.
     pub payload_bytes: usize,
+}
+
+/// The payload of message `i`: its number, then padding.
+pub fn payload(i: u64, bytes: usize) -> Bytes {
+    let mut p = i.to_string().into_bytes();
+    if p.len() < bytes {
+        p.push(b' ');
+        p.resize(bytes, b'x');
+    }
+    Bytes::from(p)
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -41,7 +52,6 @@ impl Published {
 
 pub async fn publish(js: &JetStream, plan: &PublishPlan) -> anyhow::Result<Published> {
     anyhow::ensure!(!plan.subjects.is_empty(), "no subjects to publish to");
-    let payload = Bytes::from(vec![b'x'; plan.payload_bytes]);
     let started = Instant::now();
     let mut acks = VecDeque::new();
     let mut sent = 0u64;
@@ -55,7 +65,7 @@ pub async fn publish(js: &JetStream, plan: &PublishPlan) -> anyhow::Result<Publi
         headers.insert(PUBLISHED_AT_HEADER, format_published_at(SystemTime::now()).as_str());
         let ack = js
             .context
-            .publish_with_headers(subject.clone(), headers, payload.clone())
+            .publish_with_headers(subject.clone(), headers, payload(i, plan.payload_bytes))
             .await
             .with_context(|| format!("publish to {subject}"))?;
         acks.push_back(ack);
