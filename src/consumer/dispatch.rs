@@ -106,10 +106,18 @@ impl Consumer {
     }
 
     /// Waits for the puller tasks to end (their shutdown delay included).
-    pub async fn join(self) {
-        for p in self.pullers {
+    pub async fn join(mut self) {
+        for p in std::mem::take(&mut self.pullers) {
             let _ = p.await;
         }
+    }
+}
+
+impl Drop for Consumer {
+    /// A consumer dropped without `close` still stops its pullers (messages they took and
+    /// did not hand over stay unacked, and the broker redelivers them after its ack wait).
+    fn drop(&mut self) {
+        self.close.cancel();
     }
 }
 
