@@ -26,6 +26,10 @@ use crate::lab::runner::{summarize, LabOptions, LevelReport, RunSummary, Scenari
 use crate::lab::scenario::{Scenario, LEAK_THRESHOLD};
 use crate::load::Level;
 
+/// The duration histograms' largest finite bucket bound (1µs…10s): latencies beyond it
+/// are reported as this value.
+const LATENCY_TOP_BUCKET: f64 = 10.0;
+
 /// Subjects per stream, as in the field reports.
 pub const SUBJECTS: usize = 5;
 
@@ -78,7 +82,8 @@ pub struct ConsumerRun {
     pub qps: f64,
     /// Sent over the run's time: the figure a report that ignores stale data prints.
     pub sent_per_second: f64,
-    /// End-to-end latency quantiles (publish to ack), bucket upper bounds, seconds.
+    /// End-to-end latency quantiles (publish to ack), bucket upper bounds, seconds; 10 means
+    /// 10 s or more (stale messages count from their original publish).
     pub latency_p50: f64,
     pub latency_p95: f64,
     pub latency_p99: f64,
@@ -343,8 +348,13 @@ impl<'a> ConsumerLab<'a> {
         let received = count("pinchpoint_consumer_received_total", &[]);
         let seconds = elapsed.as_secs_f64();
         // Publish to ack, from the histogram's buckets (upper bounds).
-        let latency =
-            |q| quantile_between(&fresh, &after, "pinchpoint_consumer_latency_seconds", &[], q).unwrap_or(0.0);
+        // Above the top bucket the quantile is +Inf; the report says "10 s" (at least), since
+        // charts and medians cannot take an infinite value.
+        let latency = |q| {
+            quantile_between(&fresh, &after, "pinchpoint_consumer_latency_seconds", &[], q)
+                .unwrap_or(0.0)
+                .min(LATENCY_TOP_BUCKET)
+        };
         let run = ConsumerRun {
             level: level.name.clone(),
             workers: 0,
