@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The whole test suite, on a fresh Debian machine too: installs what the tests need
 # (redis-server for the Redis store tests; Debian's `prometheus` package for promtool and the
-# prometheus server that tests/metrics_exposition.rs and tests/dashboards_*.rs run; python3 and
-# PyPI's prometheus-client, the OpenMetrics reference parser) when it is missing, then runs
-# every test, and builds a crate that embeds pinchpoint from outside the repository with stock
-# compiler flags.
+# prometheus server that tests/metrics_exposition.rs and tests/dashboards_*.rs run; nats-server
+# with JetStream for tests/consumer_broker.rs; python3 and PyPI's prometheus-client, the
+# OpenMetrics reference parser) when it is missing, then runs every test, and builds a crate
+# that embeds pinchpoint from outside the repository with stock compiler flags.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +14,7 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 if ! python3 -c 'import prometheus_client.openmetrics.parser' 2>/dev/null; then
   python3 -m pip --version >/dev/null 2>&1 || missing+=(python3 python3-pip)
 fi
+command -v nats-server >/dev/null 2>&1 || missing+=(nats-server)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing test dependencies: ${missing[*]}" >&2
   sudo=""

@@ -20,6 +20,8 @@ pub mod telemetry;
 pub use init::{init, Guard, Init, InitError};
 
 #[cfg(feature = "lab")]
+pub mod consumer;
+#[cfg(feature = "lab")]
 pub mod counter;
 #[cfg(feature = "lab")]
 pub mod dashboards;

@@ -45,6 +45,8 @@ enum Command {
     Gateway(GatewayArgs),
     /// The HTTP API with the store in process: the baseline the split system is measured against.
     Monolith(MonolithArgs),
+    /// A NATS JetStream consumer handing messages to a worker pool, with the admin listener.
+    Consumer(ConsumerArgs),
     /// Drive HTTP load at a gateway or monolith (closed loop like hey, or open loop at a rate).
     Load(pinchpoint::load::LoadArgs),
     /// Name the pinch: run the doctor's rules on live processes, saved snapshots or Prometheus.
@@ -241,6 +243,56 @@ struct MonolithArgs {
     store: StoreArgs,
 }
 
+#[derive(Args)]
+struct ConsumerArgs {
+    /// NATS server URL.
+    #[arg(long, default_value = "nats://127.0.0.1:4222")]
+    nats: String,
+    /// JetStream stream to consume.
+    #[arg(long)]
+    stream: String,
+    /// Subject to consume (repeatable; one puller each). Default: every subject of the stream.
+    #[arg(long = "subject", value_name = "SUBJECT")]
+    subjects: Vec<String>,
+    /// Create the stream over the --subject list when it does not exist.
+    #[arg(long)]
+    create_stream: bool,
+    /// Durable consumer name prefix: NAME-0, NAME-1, ... one per subject. A new name starts at
+    /// the stream's first message; an existing one resumes where it stopped.
+    #[arg(long, default_value = "pinchpoint")]
+    durable: String,
+    /// Workers in the pool that runs the handler.
+    #[arg(long, default_value_t = 16)]
+    workers: usize,
+    /// Messages queued for the workers; when full, pulling waits.
+    #[arg(long, default_value_t = 1024)]
+    queue: usize,
+    /// Delivered-but-unacked messages per subject before the broker holds back.
+    #[arg(long, default_value_t = 4096)]
+    max_ack_pending: i64,
+    /// Time the handler waits per message (I/O it would do).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    handler_time: Duration,
+    /// CPU time the handler computes per message.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    handler_cpu: Duration,
+    /// After close, background tasks end this much later (a slow shutdown, as a client
+    /// library's connection tasks have).
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    shutdown_delay: Duration,
+    /// How long the LeakCheck at shutdown waits for the consumer's tasks to end.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    leak_deadline: Duration,
+    /// Write the shutdown measurements (fixed-wait count, LeakCheck result) as JSON here.
+    #[arg(long, value_name = "FILE")]
+    shutdown_report: Option<std::path::PathBuf>,
+    /// Admin listener: /metrics and /debug/*.
+    #[arg(long, default_value = "127.0.0.1:9466", value_parser = parse_addr)]
+    admin: SocketAddr,
+    #[command(flatten)]
+    admin_args: AdminArgs,
+}
+
 /// `HOST:PORT`, or `:PORT` for loopback (so `:0` asks for any free loopback port).
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
     let full = if s.starts_with(':') { format!("127.0.0.1{s}") } else { s.to_string() };
@@ -412,6 +464,27 @@ async fn run(cli: Cli) -> ExitCode {
                 },
             };
             process::run_gateway(config, shutdown).await
+        }
+        Command::Consumer(a) => {
+            use pinchpoint::consumer::{handler::Handler, process::ConsumerConfig, ConsumerOptions};
+            let config = ConsumerConfig {
+                nats: a.nats,
+                stream: a.stream,
+                subjects: a.subjects,
+                create_stream: a.create_stream,
+                durable: a.durable,
+                max_ack_pending: a.max_ack_pending,
+                options: ConsumerOptions {
+                    workers: a.workers,
+                    queue: a.queue,
+                    handler: Handler { wait: a.handler_time, cpu: a.handler_cpu },
+                    shutdown_delay: a.shutdown_delay,
+                },
+                admin: AdminConfig { addr: a.admin, token: a.admin_args.admin_token },
+                shutdown_report: a.shutdown_report,
+                leak_deadline: a.leak_deadline,
+            };
+            pinchpoint::consumer::process::run_consumer(config, shutdown).await
         }
         Command::Monolith(a) => {
             let config = MonolithConfig {

@@ -1,6 +1,7 @@
-//! The exposition of real gateway and service processes: `promtool check metrics` is clean,
-//! the OpenMetrics answer parses with the reference parser (Python's `prometheus_client`,
-//! which scripts/test.sh installs), and every family of DESIGN.md's catalog is exposed, with samples, by the process that owns
+//! The exposition of real gateway, service and consumer processes: `promtool check metrics` is
+//! clean, the OpenMetrics answer parses with the reference parser (Python's `prometheus_client`,
+//! which scripts/test.sh installs), and every family of DESIGN.md's catalog is exposed, with
+//! samples, by the process that owns
 //! it.
 //!
 //! promtool comes from Debian's `prometheus` package (scripts/test.sh installs it). Debian 12's
@@ -238,4 +239,40 @@ fn text_conversion_renames_counters_and_drops_openmetrics_only_lines() {
         "# HELP pinchpoint_x_total Things.\n# TYPE pinchpoint_x_total counter\npinchpoint_x_total{a=\"b\"} 3\n\
          # HELP q Say \"hi\".\n# TYPE q untyped\nq 1\n"
     );
+}
+
+/// The consumer process (against its own nats-server): promtool is clean, and it exposes the
+/// consumer families and its worker pool's beside the common ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_exposition_passes_promtool_and_covers_its_families() {
+    use pinchpoint::consumer::broker::{NatsServer, MISSING};
+    use pinchpoint::consumer::jetstream::JetStream;
+    use pinchpoint::consumer::publisher::{publish, PublishPlan};
+    let broker = NatsServer::start().await.expect("nats-server starts").expect(MISSING);
+    let url = broker.url();
+    let subjects: Vec<String> = (0..5).map(|i| format!("expo.topic{i}")).collect();
+    let mut args = vec!["consumer", "--nats", &url, "--stream", "expo", "--create-stream", "--admin", ":0"];
+    for s in &subjects {
+        args.extend(["--subject", s]);
+    }
+    let consumer = Proc::start(&args, &["admin"]);
+    let js = JetStream::connect(&url, "expo").await.expect("connect");
+    let plan = PublishPlan { subjects, messages: 20, rate: None, payload_bytes: 16 };
+    publish(&js, &plan).await.expect("publish");
+    let admin = consumer.admin_url();
+    eventually(Duration::from_secs(20), "20 messages acked", || {
+        let url = admin.clone();
+        async move {
+            (metric_sum(&scrape(&url).await, "pinchpoint_consumer_messages_total", &[("outcome", "acked")]) == 20.0)
+                .then_some(())
+        }
+    })
+    .await;
+    let om = check_process("consumer", &admin).await;
+    let mut names = common_names();
+    names.extend(names_with(&["consumer_"]));
+    assert_exposed("consumer", &om, &names, &[]);
+    assert_exposed("consumer", &om, &names_with(&["worker_"]), &[("pool", "consumer")]);
+    drop(consumer);
+    broker.stop().await;
 }

@@ -132,7 +132,7 @@ async fn bind(role: &str, what: &'static str, addr: SocketAddr) -> Result<TcpLis
     Ok(listener)
 }
 
-async fn bind_admin(role: &str, config: &AdminConfig) -> Result<(TcpListener, axum::Router), StartError> {
+pub(crate) async fn bind_admin(role: &str, config: &AdminConfig) -> Result<(TcpListener, axum::Router), StartError> {
     if !config.addr.ip().is_loopback() && config.token.is_none() {
         return Err(StartError::AdminNeedsToken(config.addr));
     }
@@ -166,7 +166,7 @@ async fn open_store(config: &StoreConfig) -> Result<Arc<Store>, StartError> {
 }
 
 /// Serves an axum router until shutdown, with graceful draining.
-fn spawn_http(
+pub(crate) fn spawn_http(
     name: &'static str,
     listener: TcpListener,
     router: axum::Router,

@@ -33,6 +33,14 @@ impl ChildProc {
         Self::spawn(role, cmd, kinds).await
     }
 
+    /// Starts `pinchpoint ROLE ARGS...` and waits for the listener lines of `kinds`.
+    pub async fn start_with(role: &str, args: &[String], kinds: &[&str]) -> anyhow::Result<ChildProc> {
+        let exe = std::env::current_exe().context("locate the pinchpoint binary")?;
+        let mut cmd = Command::new(exe);
+        cmd.arg(role).args(args);
+        Self::spawn(role, cmd, kinds).await
+    }
+
     async fn spawn(role: &str, mut cmd: Command, kinds: &[&str]) -> anyhow::Result<ChildProc> {
         cmd.stdout(Stdio::piped()).stderr(Stdio::null()).stdin(Stdio::null()).kill_on_drop(true);
         // Marks the child as this lab's, so anyone can check none outlived it.

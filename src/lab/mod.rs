@@ -5,6 +5,7 @@
 
 pub mod children;
 pub mod compare;
+pub mod consumer_runner;
 pub mod headline;
 pub mod html;
 pub mod http;

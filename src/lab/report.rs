@@ -109,6 +109,9 @@ pub fn render(report: &LabReport) -> String {
                 consistency(l)
             );
         }
+        if let Some(consumer) = &sc.consumer {
+            out.push_str(&crate::lab::consumer_runner::render(consumer));
+        }
         if !sc.headline.is_empty() {
             let _ = writeln!(out, "   at the peak level:");
             for f in &sc.headline {

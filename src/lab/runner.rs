@@ -120,6 +120,9 @@ pub struct ScenarioReport {
     pub check: Option<crate::lab::verdict::Check>,
     pub stopped_cleanly: bool,
     pub seconds: f64,
+    /// Consumer scenarios: per-run broker counts, pool sizing, shutdown measurements.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub consumer: Option<crate::lab::consumer_runner::ConsumerDetail>,
 }
 
 impl ScenarioReport {
@@ -143,6 +146,7 @@ impl ScenarioReport {
             check: None,
             stopped_cleanly: true,
             seconds: 0.0,
+            consumer: None,
         }
     }
 }
@@ -190,6 +194,7 @@ impl System {
                     max_run_time: opts.max_run_time,
                 }
             }
+            Topology::Consumer(_) => bail!("{}: consumer scenarios run in consumer_runner", scenario.name),
             Topology::Split { service, gateway, redis } => {
                 let redis = if *redis {
                     match RedisProc::start().await? {
@@ -450,6 +455,9 @@ fn relative(path: &Path, base: Option<&Path>) -> String {
 
 /// Runs `scenario` end to end.
 pub async fn run_scenario(scenario: &Scenario, opts: &LabOptions) -> anyhow::Result<ScenarioReport> {
+    if let Topology::Consumer(spec) = &scenario.topology {
+        return crate::lab::consumer_runner::run(scenario, spec, opts).await;
+    }
     let started = Instant::now();
     let system = match System::start(scenario, opts).await? {
         Ok(s) => s,
@@ -475,6 +483,7 @@ pub async fn run_scenario(scenario: &Scenario, opts: &LabOptions) -> anyhow::Res
         check,
         stopped_cleanly,
         seconds: started.elapsed().as_secs_f64(),
+        consumer: None,
     })
 }
 

@@ -2,6 +2,9 @@
 //! bottleneck from the field reports on (DESIGN.md, "Lab scenarios"). They differ from
 //! `tuned` in as few flags as possible, so what moves between them is the bottleneck.
 
+use std::time::Duration;
+
+use crate::lab::consumer_runner::{ConsumerSpec, Workers};
 use crate::load::Mix;
 
 /// Which processes a scenario runs, with their extra flags.
@@ -11,6 +14,8 @@ pub enum Topology {
     Split { service: Vec<&'static str>, gateway: Vec<&'static str>, redis: bool },
     /// The HTTP API with the store in process.
     Monolith(Vec<&'static str>),
+    /// A `pinchpoint consumer` behind a fresh `nats-server -js` (src/lab/consumer_runner.rs).
+    Consumer(ConsumerSpec),
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +198,69 @@ pub fn all() -> Vec<Scenario> {
             "the HTTP API with the store in process: the baseline the split system is measured against",
             "nothing above info",
             Topology::Monolith(vec![]),
+        ),
+    ]
+    .into_iter()
+    .chain(consumer_scenarios())
+    .collect()
+}
+
+/// The consumer's handler time and publish rate in the tuned, oversized, residue and
+/// slow-shutdown scenarios: 1,000 messages/s of 2 ms jobs keep 2 workers busy on average.
+const CONSUMER_HANDLER: Duration = Duration::from_millis(2);
+const CONSUMER_RATE: f64 = 1000.0;
+
+fn consumer(name: &'static str, summary: &'static str, expect: &'static str, spec: ConsumerSpec) -> Scenario {
+    scenario(name, summary, expect, Topology::Consumer(spec))
+}
+
+fn consumer_tuned() -> ConsumerSpec {
+    ConsumerSpec {
+        workers: Workers::FromRate,
+        handler_time: CONSUMER_HANDLER,
+        rate: Some(CONSUMER_RATE),
+        purge: true,
+        shutdown_delay: Duration::ZERO,
+    }
+}
+
+/// The broker scenarios of field reports 002 and 003 (nats-server with JetStream).
+fn consumer_scenarios() -> Vec<Scenario> {
+    vec![
+        consumer(
+            "consumer-tuned",
+            "JetStream consumer, pool sized from measured rate × handler time, stream purged before every run",
+            "nothing above info",
+            consumer_tuned(),
+        ),
+        consumer(
+            "consumer-undersized",
+            "48 workers behind a 50 ms handler, messages published as fast as the broker takes them",
+            "worker-pool-undersized",
+            ConsumerSpec {
+                workers: Workers::Fixed(48),
+                handler_time: Duration::from_millis(50),
+                rate: None,
+                ..consumer_tuned()
+            },
+        ),
+        consumer(
+            "consumer-oversized",
+            "256 workers for 1,000 messages/s of 2 ms jobs (2 workers busy on average)",
+            "worker-pool-oversized",
+            ConsumerSpec { workers: Workers::Fixed(256), ..consumer_tuned() },
+        ),
+        consumer(
+            "consumer-residue",
+            "the stream is not purged between runs, and each run's new consumer reads it from the start",
+            "inconsistent-counts (stale data)",
+            ConsumerSpec { purge: false, ..consumer_tuned() },
+        ),
+        consumer(
+            "consumer-slow-shutdown",
+            "the consumer's background tasks end 1.5 s after close",
+            "nothing (LeakCheck passes; a fixed 100 ms wait would not)",
+            ConsumerSpec { shutdown_delay: Duration::from_millis(1500), ..consumer_tuned() },
         ),
     ]
 }

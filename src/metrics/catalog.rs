@@ -467,6 +467,40 @@ spec!(
     None,
     "Keys the rate limiter tracks; growing without bound is a leak"
 );
+// ---- message consumers (src/consumer/) ---------------------------------------------------
+spec!(
+    CONSUMER_RECEIVED,
+    "consumer_received_total",
+    Counter,
+    [],
+    None,
+    "Messages the consumer took from its broker, redeliveries included; more than were published in a run means \
+     the stream held messages from an earlier run"
+);
+spec!(
+    CONSUMER_MESSAGES,
+    "consumer_messages_total",
+    Counter,
+    ["outcome"],
+    None,
+    "Messages whose handling ended, by outcome (acked, failed: the handler or the ack returned an error)"
+);
+spec!(
+    CONSUMER_REDELIVERIES,
+    "consumer_redeliveries_total",
+    Counter,
+    [],
+    None,
+    "Messages the broker delivered more than once (ack not received within its ack wait, or a negative ack)"
+);
+spec!(
+    CONSUMER_LATENCY,
+    "consumer_latency_seconds",
+    Histogram,
+    [],
+    Duration,
+    "End to end: from the publisher's timestamp (message header) to the ack after the handler finished"
+);
 spec!(BUILD_INFO, "build_info", Gauge, ["version"], None, "Always 1; the version label names the pinchpoint build");
 
 // ---- standard process metrics (no prefix) ------------------------------------------------
@@ -569,6 +603,10 @@ pub static ALL: &[&Spec] = &[
     &WRITE_BUFFER_BATCH,
     &RATELIMIT_DECISIONS,
     &RATELIMIT_TRACKED_KEYS,
+    &CONSUMER_RECEIVED,
+    &CONSUMER_MESSAGES,
+    &CONSUMER_REDELIVERIES,
+    &CONSUMER_LATENCY,
     &BUILD_INFO,
     &PROCESS_CPU,
     &PROCESS_RSS,

@@ -80,6 +80,10 @@ pub struct Families {
     pub write_buffer_batch: Histogram,
     pub ratelimit_decisions: Fam<Counter, 1>,
     pub ratelimit_tracked_keys: Gauge,
+    pub consumer_received: Counter,
+    pub consumer_messages: Fam<Counter, 1>,
+    pub consumer_redeliveries: Counter,
+    pub consumer_latency: Histogram,
     pub build_info: Fam<Gauge, 1>,
 }
 
@@ -242,6 +246,10 @@ impl Families {
             write_buffer_batch: single(&WRITE_BUFFER_BATCH, Histogram::counts(), r),
             ratelimit_decisions: Fam::new(&RATELIMIT_DECISIONS, c, r),
             ratelimit_tracked_keys: single(&RATELIMIT_TRACKED_KEYS, Gauge::new(), r),
+            consumer_received: single(&CONSUMER_RECEIVED, Counter::new(), r),
+            consumer_messages: Fam::new(&CONSUMER_MESSAGES, c, r),
+            consumer_redeliveries: single(&CONSUMER_REDELIVERIES, Counter::new(), r),
+            consumer_latency: single(&CONSUMER_LATENCY, Histogram::durations(), r),
             build_info: Fam::new(&BUILD_INFO, g, r),
         }
     }

@@ -2,7 +2,7 @@
 //! tracing-subscriber registry with
 //!
 //! - a fmt layer to **stderr** (stdout carries the `<role> <kind> listening on ADDR` lines
-//!   scripts parse), filtered by `RUST_LOG` (default `info,h2=warn,tower=warn`);
+//!   scripts parse), filtered by `RUST_LOG` (default `info,h2=warn,tower=warn,async_nats=warn`);
 //! - the **tokio-console** layer when asked for (`--console`, feature `console`), served on
 //!   its own thread and runtime, bound before `init` returns so `:0` works and a taken port
 //!   is an error, announced as `<role> console listening on ADDR`;
@@ -86,7 +86,7 @@ mod otlp {
 }
 
 /// `RUST_LOG` when unset.
-pub const DEFAULT_FILTER: &str = "info,h2=warn,tower=warn";
+pub const DEFAULT_FILTER: &str = "info,h2=warn,tower=warn,async_nats=warn";
 
 /// What the OTLP tracing layer records when `PINCHPOINT_OTEL_FILTER` is unset: our own
 /// `tracing` spans.
