@@ -31,6 +31,10 @@ pub const WAITERS_WARNING: f64 = 0.75;
 /// Minimum events in a window before any claim about a resource (acquisitions, jobs,
 /// requests): fewer is "too few events", not a finding.
 pub const MIN_EVENTS: f64 = 50.0;
+/// Jobs a worker pool must run in the window before it may be called undersized. Jobs are
+/// coarse (a flush of a thousand writes takes 100 ms), and twenty at full utilization with a
+/// queue are already a saturated pool.
+pub const MIN_JOBS: f64 = 20.0;
 /// Jobs a worker pool must run in the window before it may be called oversized or idle.
 pub const LOAD_GATE_JOBS: f64 = 100.0;
 
@@ -199,7 +203,7 @@ kinds! {
          info at 12.5% of request time, warning at 37.5%. Needs 50 contended acquisitions.";
     "worker-pool-undersized", "a worker pool is saturated and jobs wait in its queue", "pinchpoint-pools", "Worker utilization", "cpu", false,
         "utilization = rate(worker_busy_seconds_total) / workers >= 0.8 and mean queue wait / mean job time >= 1 (info), >= 3 (warning). \
-         Needs 50 jobs. Workers suggested = ceil(rate(jobs) x job time / 0.7).";
+         Needs 20 jobs. Workers suggested = ceil(rate(jobs) x job time / 0.7).";
     "worker-pool-oversized", "a worker pool far larger than its load", "pinchpoint-pools", "Worker utilization", "cpu", false,
         "utilization < 0.1 with >= 16 workers, under a load gate of 100 jobs in the window. Scored at info (idle workers cost \
          memory and wakeups, not request time). Workers suggested = ceil(rate(jobs) x job time / 0.7), at least 1.";

@@ -127,6 +127,12 @@ pub async fn run(scenario: &Scenario, spec: &ConsumerSpec, opts: &LabOptions) ->
     let _ = std::fs::remove_dir_all(&lab.scratch);
     report.error = error;
     report.stopped_cleanly = lab.all_clean;
+    if let Some(window) = lab.window.take().filter(|w| w.snapshots.len() >= 2) {
+        let windows = [window];
+        let verdict = crate::lab::verdict::verdict(&windows, scenario.name, &report.levels);
+        report.check = Some(crate::lab::verdict::check(scenario, &verdict));
+        report.verdict = Some(verdict);
+    }
     report.consumer = Some(lab.detail);
     // The lab's client goes before the broker, which would otherwise see it cut off.
     let _ = lab.js.context.client().drain().await;
@@ -146,6 +152,8 @@ struct ConsumerLab<'a> {
     runs: u64,
     all_clean: bool,
     scratch: PathBuf,
+    /// The peak's last run, for the doctor.
+    window: Option<crate::diagnose::ProcessWindow>,
 }
 
 impl<'a> ConsumerLab<'a> {
@@ -168,6 +176,7 @@ impl<'a> ConsumerLab<'a> {
             spec,
             opts,
             nats_url: broker.url(),
+            window: None,
             js,
             detail: ConsumerDetail {
                 stream,
@@ -384,6 +393,12 @@ impl<'a> ConsumerLab<'a> {
         elapsed: Duration,
     ) -> anyhow::Result<()> {
         let role = "consumer".to_string();
+        let mut window = crate::diagnose::ProcessWindow::new(role.clone(), None, vec![before.clone(), after.clone()]);
+        if window.whole().is_some_and(|w| w.secs <= 1e-3) {
+            // Same-instant snapshots (a clock that did not move) say nothing about rates.
+            window.snapshots.clear();
+        }
+        self.window = Some(window);
         report.headline = headline::figures(
             &[(role.clone(), Some(before.clone()))],
             &[(role.clone(), Some(after.clone()))],
@@ -456,6 +471,9 @@ fn run_summary(run: &ConsumerRun) -> RunSummary {
         acked: run.acked as i64,
         store_delta: run.received as i64,
         consistent: run.verdict.is_none(),
+        lost: (run.sent as i64 - run.acked as i64).max(0),
+        applied_unacked: 0,
+        stale: (run.received as i64 - run.sent as i64).max(0),
     }
 }
 

@@ -49,7 +49,12 @@ fn qps_chart(levels: &[LevelReport]) -> String {
 fn latency_chart(levels: &[LevelReport]) -> String {
     type Series = (&'static str, fn(&LevelReport) -> f64);
     let series: [Series; 3] = [("p50", |l| l.p50), ("p95", |l| l.p95), ("p99", |l| l.p99)];
-    let all: Vec<f64> = levels.iter().flat_map(|l| [l.p50, l.p95, l.p99]).filter(|v| *v > 0.0).collect();
+    // A latency past the histogram's top bucket can be +Inf: the axis would never end.
+    let all: Vec<f64> =
+        levels.iter().flat_map(|l| [l.p50, l.p95, l.p99]).filter(|v| *v > 0.0 && v.is_finite()).collect();
+    if all.is_empty() {
+        return format!(r#"<svg viewBox="0 0 {W} {H}" class="chart"><text x="{PAD}" y="14">latency: no data</text></svg>"#);
+    }
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-6).log10().floor();
     let hi = all.iter().cloned().fold(0.0, f64::max).max(1e-5).log10().ceil().max(lo + 1.0);
     let n = levels.len().max(2) as f64;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use futures_util::StreamExt;
 use serde::Serialize;
 
 use crate::diagnose::snapshot::Snapshot;
@@ -72,6 +73,9 @@ pub struct RunSummary {
     /// Increments the store holds that were never acknowledged: timeouts whose outcome the
     /// client could not know (a retry with the same request id is applied once). Not a loss.
     pub applied_unacked: i64,
+    /// Received beyond what the run sent: left over from an earlier run (a broker stream
+    /// that was not purged), not a throughput anomaly.
+    pub stale: i64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -331,6 +335,7 @@ impl System {
             consistent,
             lost,
             applied_unacked,
+            stale: 0,
         })
     }
 
@@ -344,9 +349,18 @@ impl System {
         loop {
             let (mut moved, mut lost, mut unacked) = (0, 0, 0);
             let mut all_equal = true;
-            for k in 0..plan.keys {
-                let rid = plan.resource_id(k);
-                let value = self.read(&rid, &plan.counter_type).await?;
+            // Concurrent reads: a slow store (undersized-workers adds 20 ms to every call) over
+            // thousands of keys would take minutes one by one.
+            let reads = futures_util::stream::iter(0..plan.keys)
+                .map(|k| {
+                    let rid = plan.resource_id(k);
+                    async move { self.read(&rid, &plan.counter_type).await.map(|v| (rid, v)) }
+                })
+                .buffer_unordered(CONSISTENCY_READS_IN_FLIGHT)
+                .collect::<Vec<_>>()
+                .await;
+            for read in reads {
+                let (rid, value) = read?;
                 moved += value;
                 let acked = report.acked.get(&(rid, plan.counter_type.clone())).copied().unwrap_or(0);
                 all_equal &= value == acked;
@@ -564,6 +578,9 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
     }
     Ok(())
 }
+
+/// Counter reads in flight while checking a run's consistency.
+const CONSISTENCY_READS_IN_FLIGHT: usize = 64;
 
 /// Slices of the doctor's window in the lab.
 const DOCTOR_SLICES: u32 = 6;

@@ -243,19 +243,22 @@ fn consumer_scenarios() -> Vec<Scenario> {
                 rate: None,
                 ..consumer_tuned()
             },
-        ),
+        )
+        .expects("worker-pool-undersized", "consumer", Some("consumer")),
         consumer(
             "consumer-oversized",
             "256 workers for 1,000 messages/s of 2 ms jobs (2 workers busy on average)",
             "worker-pool-oversized",
             ConsumerSpec { workers: Workers::Fixed(256), ..consumer_tuned() },
-        ),
+        )
+        .expects("worker-pool-oversized", "consumer", Some("consumer")),
         consumer(
             "consumer-residue",
             "the stream is not purged between runs, and each run's new consumer reads it from the start",
             "inconsistent-counts (stale data)",
             ConsumerSpec { purge: false, ..consumer_tuned() },
-        ),
+        )
+        .expects("inconsistent-counts", "lab", None),
         consumer(
             "consumer-slow-shutdown",
             "the consumer's background tasks end 1.5 s after close",

@@ -37,6 +37,16 @@ pub fn lab_findings(scenario: &str, levels: &[LevelReport]) -> Vec<Finding> {
                 .into();
             out.push(f);
         }
+        let stale: i64 = l.runs.iter().map(|r| r.stale).sum();
+        if stale > 0 {
+            let mut f = Finding::new("inconsistent-counts", place(&l.level), 80.0);
+            f.evidence.push(Evidence::new("received beyond what was sent", stale as f64, ""));
+            f.recommendation = "stale data from an earlier run, not a throughput anomaly: purge the stream (or use fresh \
+                                subjects) before every run"
+                .into();
+            out.push(f);
+            continue;
+        }
         let lost: i64 = l.runs.iter().map(|r| r.lost).sum();
         let unacked: i64 = l.runs.iter().map(|r| r.applied_unacked).sum();
         if lost > 0 {
@@ -64,6 +74,16 @@ pub fn verdict(windows: &[ProcessWindow], scenario: &str, levels: &[LevelReport]
     let mut v = crate::diagnose::diagnose(windows);
     let mut findings = std::mem::take(&mut v.findings);
     findings.extend(lab_findings(scenario, levels));
+    // Stale messages are extra work the pool was not sized for: its saturation is a symptom.
+    let stale = findings
+        .iter()
+        .find(|f| f.id == "inconsistent-counts" && f.evidence.iter().any(|e| e.label.starts_with("received beyond")))
+        .map(Finding::key);
+    if let Some(stale) = stale {
+        for f in findings.iter_mut().filter(|f| f.id == "worker-pool-undersized" || f.id == "unbounded-growth") {
+            f.cause.get_or_insert_with(|| stale.clone());
+        }
+    }
     crate::diagnose::rank::rank(findings, windows)
 }
 

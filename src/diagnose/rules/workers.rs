@@ -5,7 +5,7 @@
 //! always busy and jobs wait longer in its queue than they take to run; oversized when a
 //! large pool idles under real load (the load gate keeps an idle process from being judged).
 
-use super::{guard, m, min_events};
+use super::{guard, m};
 use crate::diagnose::findings::*;
 use crate::diagnose::verdict::{Evidence, Finding, Where};
 use crate::diagnose::window::{ProcessWindow, Slice};
@@ -37,7 +37,7 @@ fn shape(s: &Slice, pool: &str) -> Shape {
 }
 
 fn undersized_score(s: &Shape, part: f64) -> f64 {
-    if s.jobs < min_events(part) || s.utilization < UNDERSIZED_UTILIZATION || s.job_time <= 0.0 {
+    if s.jobs < MIN_JOBS * part || s.utilization < UNDERSIZED_UTILIZATION || s.job_time <= 0.0 {
         return 0.0;
     }
     score_between(s.queue_wait / s.job_time, UNDERSIZED_WAIT_PER_SERVICE, UNDERSIZED_WAIT_PER_SERVICE_WARNING)
