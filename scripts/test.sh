@@ -33,6 +33,9 @@ fi
 
 cargo test --all-targets --features bb8,deadpool "$@"
 
+# The doctor names every lab scenario's bottleneck (release build, lab --quick).
+scripts/lab-doctor.sh
+
 # The library's docs build without warnings, and the package lists its files.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features profiling
 cargo package --list --allow-dirty >/dev/null

@@ -34,10 +34,11 @@ async fn a_blocking_handler_is_named_runtime_blocked_and_fail_on_sets_the_exit_c
     let load = load_for(gw.http_url(), 8, 16);
     tokio::time::sleep(Duration::from_millis(500)).await; // let the load reach its level
     let target = gw.admin_url();
-    let (code, stdout, stderr) =
-        tokio::task::spawn_blocking(move || diagnose(&["--target", &target, "--window", "3s", "--json", "--fail-on", "warning"]))
-            .await
-            .unwrap();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        diagnose(&["--target", &target, "--window", "3s", "--json", "--fail-on", "warning"])
+    })
+    .await
+    .unwrap();
     load.await.unwrap().expect("load ran");
     let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout} {stderr}"));
     let top = &v["findings"][0];
@@ -67,11 +68,11 @@ async fn a_healthy_process_is_clean_live_and_from_saved_snapshots() {
     assert!(stdout.contains("checked, below info:"), "--all lists the checks: {stdout}");
 
     let d = dir.to_str().unwrap().to_string();
-    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || diagnose(&["--snapshots", &d, "--json"])).await.unwrap();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || diagnose(&["--snapshots", &d, "--json"])).await.unwrap();
     assert_eq!(code, 0, "{stderr}");
     let v: Value = serde_json::from_str(&stdout).unwrap();
-    let reported: Vec<&Value> =
-        v["findings"].as_array().unwrap().iter().filter(|f| f["severity"] != "ok").collect();
+    let reported: Vec<&Value> = v["findings"].as_array().unwrap().iter().filter(|f| f["severity"] != "ok").collect();
     assert!(reported.is_empty(), "a healthy monolith: {reported:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,8 +5,9 @@
 //! - in a caller (a process that makes RPCs) pool waits, retries, an open breaker or a
 //!   saturated worker pool are symptoms when a process it calls (one that serves RPCs) has a
 //!   finding of its own: the caller waits because the callee is slow;
-//! - in one process, unbounded heap growth is a symptom of a task leak, and a busy or blocked
-//!   runtime a symptom of allocation churn.
+//! - in one process, unbounded heap growth is a symptom of a task leak, and a blocked or busy
+//!   runtime a symptom of lock contention (waiters on a blocking lock hold their worker
+//!   thread) or else of allocation churn.
 
 use super::findings::{Severity, INFO};
 use super::rules::{self, in_flight, m};
@@ -36,7 +37,10 @@ pub fn diagnose_fleet(instances: &[ProcessWindow]) -> Verdict {
     findings.sort_by(|a, b| b.score.total_cmp(&a.score));
     for f in findings {
         let same = merged.iter_mut().find(|g| {
-            g.id == f.id && g.place.kind == f.place.kind && g.place.resource == f.place.resource && job(&g.place.process) == job(&f.place.process)
+            g.id == f.id
+                && g.place.kind == f.place.kind
+                && g.place.resource == f.place.resource
+                && job(&g.place.process) == job(&f.place.process)
         });
         match same {
             Some(g) => g.instances += usize::from(f.reportable()),
@@ -89,7 +93,8 @@ fn link_symptoms(processes: &[ProcessWindow], findings: &mut [Finding]) {
     let callee_cause = best(findings, &|f| callees.contains(&f.place.process.as_str()) && SLOW_CALLEE.contains(&f.id));
     // Retried attempts are load the callee serves and the caller abandons: what the callee
     // allocates per completed request is inflated by them.
-    let caller_retries = best(findings, &|f| f.id == "retry-amplification" && callers.contains(&f.place.process.as_str()));
+    let caller_retries =
+        best(findings, &|f| f.id == "retry-amplification" && callers.contains(&f.place.process.as_str()));
     for i in 0..findings.len() {
         let f = &findings[i];
         if f.score < INFO {
@@ -100,12 +105,18 @@ fn link_symptoms(processes: &[ProcessWindow], findings: &mut [Finding]) {
             callee_cause
                 .clone()
                 .filter(|c| !c.contains(&format!("@ {process} ")) && !c.ends_with(&format!("@ {process}")))
-        } else if f.id == "allocation-churn" && callees.contains(&process.as_str()) && !callers.contains(&process.as_str()) {
+        } else if f.id == "allocation-churn"
+            && callees.contains(&process.as_str())
+            && !callers.contains(&process.as_str())
+        {
             caller_retries.clone()
         } else if f.id == "unbounded-growth" && f.place.kind == "heap" {
             best(findings, &|g| g.id == "task-leak" && g.place.process == process)
         } else if f.id == "runtime-blocked" || f.id == "cpu-saturated" {
-            best(findings, &|g| g.id == "allocation-churn" && g.place.process == process)
+            // A contended lock's waiters block their worker threads (a blocking lock) or spin:
+            // the lock is the cause; otherwise allocation work can be.
+            best(findings, &|g| g.id == "lock-contention" && g.place.process == process)
+                .or_else(|| best(findings, &|g| g.id == "allocation-churn" && g.place.process == process))
         } else {
             None
         };

@@ -46,10 +46,22 @@ pub fn render(v: &Verdict, all: bool, color: bool) -> String {
         let _ = writeln!(out, "\nchecked, below info:");
         for f in v.findings.iter().filter(|f| !f.reportable()) {
             let why = f.note.clone().unwrap_or_else(|| summary(f));
-            let _ = writeln!(out, "  {} {:<24} {:>5.0}  {:<44} {}", paint(Severity::Ok, "✓"), f.id, f.score, f.place.to_string(), why);
+            let _ = writeln!(
+                out,
+                "  {} {:<24} {:>5.0}  {:<44} {}",
+                paint(Severity::Ok, "✓"),
+                f.id,
+                f.score,
+                f.place.to_string(),
+                why
+            );
         }
     } else if v.findings.iter().any(|f| !f.reportable()) {
-        let _ = writeln!(out, "\n({} checks below info; --all lists them)", v.findings.iter().filter(|f| !f.reportable()).count());
+        let _ = writeln!(
+            out,
+            "\n({} checks below info; --all lists them)",
+            v.findings.iter().filter(|f| !f.reportable()).count()
+        );
     }
     out
 }

@@ -96,7 +96,12 @@ pub fn snapshot_dir(dir: &Path) -> anyhow::Result<Vec<ProcessWindow>> {
 }
 
 /// Windows of every `job/instance` matching `selector` over the `range` ending now.
-pub async fn prometheus(base: &str, selector: &str, range: Duration, slices: usize) -> anyhow::Result<Vec<ProcessWindow>> {
+pub async fn prometheus(
+    base: &str,
+    selector: &str,
+    range: Duration,
+    slices: usize,
+) -> anyhow::Result<Vec<ProcessWindow>> {
     let base = base.trim_end_matches('/');
     let inner = selector.trim().trim_start_matches('{').trim_end_matches('}').trim();
     let query = if inner.is_empty() {

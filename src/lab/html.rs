@@ -53,7 +53,9 @@ fn latency_chart(levels: &[LevelReport]) -> String {
     let all: Vec<f64> =
         levels.iter().flat_map(|l| [l.p50, l.p95, l.p99]).filter(|v| *v > 0.0 && v.is_finite()).collect();
     if all.is_empty() {
-        return format!(r#"<svg viewBox="0 0 {W} {H}" class="chart"><text x="{PAD}" y="14">latency: no data</text></svg>"#);
+        return format!(
+            r#"<svg viewBox="0 0 {W} {H}" class="chart"><text x="{PAD}" y="14">latency: no data</text></svg>"#
+        );
     }
     let lo = all.iter().cloned().fold(f64::INFINITY, f64::min).max(1e-6).log10().floor();
     let hi = all.iter().cloned().fold(0.0, f64::max).max(1e-5).log10().ceil().max(lo + 1.0);
@@ -106,6 +108,7 @@ fn scenario_section(sc: &ScenarioReport) -> String {
     if let Some(e) = &sc.error {
         let _ = write!(s, "<p class=bad>The scenario stopped early: {}</p>", esc(e));
     }
+    s.push_str(&verdict_block(sc));
     let _ = write!(s, r#"<div class="charts">{}{}</div>"#, qps_chart(&sc.levels), latency_chart(&sc.levels));
     s.push_str("<table><tr><th>level</th><th>requests/conc.</th><th>QPS</th><th>CV</th><th>p50</th><th>p95</th><th>p99</th><th>max</th><th>errors</th><th>consistent</th></tr>");
     for l in &sc.levels {
@@ -132,7 +135,8 @@ fn scenario_section(sc: &ScenarioReport) -> String {
         for f in &sc.headline {
             let _ = write!(
                 s,
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr{}><td>{}</td><td>{}</td><td>{}</td></tr>",
+                if backs_verdict(sc, f) { " class=backs" } else { "" },
                 esc(&f.process),
                 esc(&f.label),
                 esc(&format_value(f))
@@ -164,6 +168,50 @@ fn scenario_section(sc: &ScenarioReport) -> String {
     s
 }
 
+/// The doctor's verdict, above the figures: ✓/✗ against the scenario, the ranked findings
+/// with their evidence, and what to change.
+fn verdict_block(sc: &ScenarioReport) -> String {
+    let (Some(v), Some(check)) = (&sc.verdict, &sc.check) else { return String::new() };
+    let mut s = format!(
+        r#"<div class="verdict {}"><p><b>{} Doctor:</b> {}</p><p class=small>expected {}; ranked first: {}</p>"#,
+        if check.named { "ok" } else { "bad" },
+        if check.named { "✓" } else { "✗" },
+        esc(&v.headline),
+        esc(&check.expected),
+        esc(&check.got)
+    );
+    let reported: Vec<_> = v.reported().collect();
+    if !reported.is_empty() {
+        s.push_str("<table class=fig><tr><th>finding</th><th>score</th><th>where</th><th>evidence</th></tr>");
+        for f in reported {
+            let evidence: Vec<String> = f.evidence.iter().map(|e| esc(&e.formatted())).collect();
+            let cause = f.cause.as_ref().map(|c| format!("<br><i>symptom of {}</i>", esc(c))).unwrap_or_default();
+            let _ = write!(
+                s,
+                "<tr class={}><td>{}</td><td>{:.0} {}</td><td>{}</td><td>{}{cause}<br><b>change:</b> {}<br><code>{}</code></td></tr>",
+                f.severity.as_str(),
+                esc(f.id),
+                f.score,
+                f.severity.as_str(),
+                esc(&f.place.to_string()),
+                evidence.join(", "),
+                esc(&f.recommendation),
+                esc(&f.flame)
+            );
+        }
+        s.push_str("</table>");
+    }
+    s.push_str("</div>");
+    s
+}
+
+/// Whether a headline figure backs the top finding (same process, and its label names the
+/// finding's resource): those rows are highlighted.
+fn backs_verdict(sc: &ScenarioReport, f: &crate::lab::headline::Figure) -> bool {
+    let Some(top) = sc.verdict.as_ref().and_then(|v| v.top()) else { return false };
+    f.process == top.place.process && (top.place.resource.is_empty() || f.label.contains(&top.place.resource))
+}
+
 pub fn render(report: &LabReport) -> String {
     let mut s = String::from(
         r#"<!doctype html><html><head><meta charset="utf-8"><title>pinchpoint lab report</title><style>
@@ -175,7 +223,9 @@ td:first-child,th:first-child{text-align:left}.bad{color:#b00;font-weight:bold}.
 .chart text{font-size:10px;fill:#444}.bar{fill:#4a7fc1}.bar.bad{fill:#c14a4a}.grid{stroke:#ddd}
 .line{fill:none;stroke-width:2}.l0{stroke:#4a7fc1;fill:#4a7fc1}.l1{stroke:#e39b2f;fill:#e39b2f}.l2{stroke:#c14a4a;fill:#c14a4a}
 polyline.line{fill:none}.flames figure{display:inline-block;margin:.5em}.flames object{width:520px;height:300px;border:1px solid #ddd}
-nav a{margin-right:1em}.fig td:nth-child(2),.fig th:nth-child(2){text-align:left}</style></head><body><h1>pinchpoint lab report</h1>"#,
+nav a{margin-right:1em}.verdict{border-left:4px solid #080;padding:.2em 1em;background:#f6fbf6}
+.verdict.bad{border-color:#b00;background:#fdf4f4}.small{font-size:12px;color:#555}tr.warning td:first-child{color:#b00}
+tr.info td:first-child{color:#b60}tr.backs td{background:#fff3c4;font-weight:bold}.fig td:nth-child(2),.fig th:nth-child(2){text-align:left}</style></head><body><h1>pinchpoint lab report</h1>"#,
     );
     let _ = write!(
         s,
@@ -188,6 +238,7 @@ nav a{margin-right:1em}.fig td:nth-child(2),.fig th:nth-child(2){text-align:left
         let _ = write!(s, r##"<a href="#{0}">{0}</a>"##, esc(&sc.name));
     }
     s.push_str("</nav>");
+    let _ = write!(s, "<p><b>{}</b></p>", esc(&crate::lab::report::summary(report)));
     // Peak QPS of every scenario side by side.
     let peaks: Vec<(String, f64)> =
         report.scenarios.iter().filter_map(|sc| sc.levels.last().map(|l| (sc.name.clone(), l.qps_median))).collect();

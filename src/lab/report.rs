@@ -60,7 +60,8 @@ pub fn summary(report: &LabReport) -> String {
     let expecting: Vec<&&ScenarioReport> = checked.iter().filter(|s| s.expect_id().is_some()).collect();
     let named = expecting.iter().filter(|s| s.check.as_ref().is_some_and(|c| c.named)).count();
     let clean: Vec<&str> = checked.iter().filter(|s| s.expect_id().is_none()).map(|s| s.name.as_str()).collect();
-    let clean_ok = checked.iter().filter(|s| s.expect_id().is_none()).all(|s| s.check.as_ref().is_some_and(|c| c.named));
+    let clean_ok =
+        checked.iter().filter(|s| s.expect_id().is_none()).all(|s| s.check.as_ref().is_some_and(|c| c.named));
     let mut line = format!("doctor: named {named}/{}", expecting.len());
     if !clean.is_empty() {
         let _ = write!(

@@ -623,8 +623,10 @@ fn peak_windows(system: &System, rounds: &[Vec<(String, Option<Snapshot>)>]) -> 
         .admins()
         .into_iter()
         .map(|(role, admin)| {
-            let snaps: Vec<Snapshot> =
-                rounds.iter().flat_map(|r| r.iter().filter(|(n, _)| *n == role).filter_map(|(_, s)| s.clone())).collect();
+            let snaps: Vec<Snapshot> = rounds
+                .iter()
+                .flat_map(|r| r.iter().filter(|(n, _)| *n == role).filter_map(|(_, s)| s.clone()))
+                .collect();
             crate::diagnose::ProcessWindow::new(role, Some(admin), snaps)
         })
         .filter(|w| w.snapshots.len() >= 2)

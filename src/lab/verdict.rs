@@ -26,24 +26,27 @@ pub struct Check {
 /// Findings only the lab can make, from its levels.
 pub fn lab_findings(scenario: &str, levels: &[LevelReport]) -> Vec<Finding> {
     let mut out = Vec::new();
-    let place = |resource: &str| Where { process: "lab".into(), kind: "run", resource: format!("{scenario} {resource}") };
+    let place =
+        |resource: &str| Where { process: "lab".into(), kind: "run", resource: format!("{scenario} {resource}") };
     for l in levels {
         if let Some(cv) = l.qps_cv {
             let mut f = Finding::new("noisy-measurement", place(&l.level), score_between(cv, CV_INFO, CV_WARNING));
             f.evidence.push(Evidence::new("coefficient of variation of QPS (sample)", cv, "share"));
             f.evidence.push(Evidence::new("runs", l.runs.len() as f64, ""));
-            f.recommendation = "repeat on a quieter machine or with more runs before comparing: the spread is larger than \
+            f.recommendation =
+                "repeat on a quieter machine or with more runs before comparing: the spread is larger than \
                                 most differences worth measuring"
-                .into();
+                    .into();
             out.push(f);
         }
         let stale: i64 = l.runs.iter().map(|r| r.stale).sum();
         if stale > 0 {
             let mut f = Finding::new("inconsistent-counts", place(&l.level), 80.0);
             f.evidence.push(Evidence::new("received beyond what was sent", stale as f64, ""));
-            f.recommendation = "stale data from an earlier run, not a throughput anomaly: purge the stream (or use fresh \
+            f.recommendation =
+                "stale data from an earlier run, not a throughput anomaly: purge the stream (or use fresh \
                                 subjects) before every run"
-                .into();
+                    .into();
             out.push(f);
             continue;
         }
@@ -53,16 +56,18 @@ pub fn lab_findings(scenario: &str, levels: &[LevelReport]) -> Vec<Finding> {
             let mut f = Finding::new("inconsistent-counts", place(&l.level), 100.0);
             f.severity = Severity::Critical;
             f.evidence.push(Evidence::new("acknowledged increments the store does not hold", lost as f64, ""));
-            f.recommendation = "data was lost: an increment was acknowledged before it was durable; find the path that \
+            f.recommendation =
+                "data was lost: an increment was acknowledged before it was durable; find the path that \
                                 answers before applying"
-                .into();
+                    .into();
             out.push(f);
         } else if unacked > 0 {
             let mut f = Finding::new("inconsistent-counts", place(&l.level), 30.0);
             f.evidence.push(Evidence::new("increments applied but not acknowledged", unacked as f64, ""));
-            f.recommendation = "no data lost: these are timeouts whose outcome the client could not know; a retry with \
+            f.recommendation =
+                "no data lost: these are timeouts whose outcome the client could not know; a retry with \
                                 the same request id is applied once"
-                .into();
+                    .into();
             out.push(f);
         }
     }

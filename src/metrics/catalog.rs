@@ -302,7 +302,9 @@ spec!(
     Gauge,
     ["task"],
     None,
-    "Tasks alive longer than the leak threshold (default 60s) and not polled within it"
+    "Tasks of a spawn site whose population keeps growing (three rising counts, half the leak threshold apart) that \
+     are older than the leak threshold (default 60s) and not polled within it; accept loops, tickers and signal \
+     waiters are old but not growing, so a healthy process reads 0"
 );
 spec!(
     TASK_OLDEST,

@@ -9,6 +9,7 @@ pub mod contention;
 #[cfg(feature = "deadpool")]
 pub mod deadpool;
 mod leak;
+mod leak_growth;
 pub mod lock;
 mod lock_cell;
 mod lock_meta;

@@ -423,6 +423,12 @@ fn groups() -> Vec<Group> {
         e.suspects += g.suspects;
         e.oldest = e.oldest.max(g.oldest);
     }
+    let spacing = threshold / 2;
+    for g in by_label.values_mut() {
+        if !super::leak_growth::growing(&g.label, g.alive, now, spacing) {
+            g.suspects = 0;
+        }
+    }
     let mut v: Vec<Group> = by_label.into_values().collect();
     v.sort_by(|a, b| b.alive.cmp(&a.alive).then(a.label.cmp(&b.label)));
     v
