@@ -206,7 +206,8 @@ async fn every_panel_answers_and_the_overview_ranks_the_global_lock_first() {
     let from_targets = pinchpoint::diagnose::diagnose(&live);
     for (source, verdict) in [("prometheus", &from_prometheus), ("target", &from_targets)] {
         let lock = verdict.findings.iter().find(|f| f.id == "lock-contention" && f.place.resource == "store.global");
-        let top = verdict.top().unwrap_or_else(|| panic!("--{source}: no finding: {}; the lock: {lock:?}", verdict.headline));
+        let top =
+            verdict.top().unwrap_or_else(|| panic!("--{source}: no finding: {}; the lock: {lock:?}", verdict.headline));
         assert_eq!(
             (top.id, top.place.resource.as_str()),
             ("lock-contention", "store.global"),

@@ -21,13 +21,31 @@ pub struct Snapshot {
     pub taken_at: SystemTime,
     /// The exposition as scraped, for saving beside a report.
     pub text: String,
+    /// Sample indexes by name, built on first lookup: the rules ask for one family per
+    /// resource, and a linear scan per question made a 5,000-series target take seconds.
+    by_name: std::sync::OnceLock<std::collections::HashMap<String, Vec<usize>>>,
 }
 
 impl Snapshot {
     pub fn parse(text: &str) -> Snapshot {
         let samples =
             text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(parse_line).collect();
-        Snapshot { samples, taken_at: SystemTime::now(), text: text.to_string() }
+        Snapshot::new(samples, SystemTime::now(), text.to_string())
+    }
+
+    pub fn new(samples: Vec<Sample>, taken_at: SystemTime, text: String) -> Snapshot {
+        Snapshot { samples, taken_at, text, by_name: std::sync::OnceLock::new() }
+    }
+
+    fn named(&self, name: &str) -> &[usize] {
+        let index = self.by_name.get_or_init(|| {
+            let mut m: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+            for (i, s) in self.samples.iter().enumerate() {
+                m.entry(s.name.clone()).or_default().push(i);
+            }
+            m
+        });
+        index.get(name).map_or(&[], Vec::as_slice)
     }
 
     /// Scrapes `admin_url` (`http://host:port`) `/metrics`.
@@ -45,13 +63,14 @@ impl Snapshot {
 
     /// Whether any sample of that name exists (a missing family means "not measured").
     pub fn has(&self, name: &str) -> bool {
-        self.samples.iter().any(|s| s.name == name)
+        !self.named(name).is_empty()
     }
 
     pub fn matching<'a>(&'a self, name: &'a str, filter: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> + 'a {
-        self.samples
+        self.named(name)
             .iter()
-            .filter(move |s| s.name == name && filter.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v)))
+            .map(move |i| &self.samples[*i])
+            .filter(move |s| filter.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v)))
     }
 
     /// Distinct values of `label` among samples named `name`.

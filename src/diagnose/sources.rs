@@ -28,7 +28,11 @@ pub async fn targets(urls: &[String], window: Duration, slices: usize) -> anyhow
         let scrapes = futures_util::future::join_all(urls.iter().map(|u| Snapshot::scrape(u))).await;
         for ((url, scrape), out) in urls.iter().zip(scrapes).zip(series.iter_mut()) {
             match scrape {
-                Ok(s) => out.push(s),
+                // The rules need the samples only; the text is for the lab's saved copies.
+                Ok(mut s) => {
+                    s.text = String::new();
+                    out.push(s)
+                }
                 Err(e) if i == 0 => bail!("cannot scrape {url}/metrics: {}", one_line(&e)),
                 Err(e) => tracing::warn!("scrape {url}/metrics failed mid-window: {}", one_line(&e)),
             }
@@ -136,7 +140,7 @@ pub async fn prometheus(
             snaps.entry((job, instance)).or_default().push(Sample { name, labels, value });
         }
         for (key, samples) in snaps {
-            per_instance.entry(key).or_default().push(Snapshot { samples, taken_at: at, text: String::new() });
+            per_instance.entry(key).or_default().push(Snapshot::new(samples, at, String::new()));
         }
     }
     let windows: Vec<ProcessWindow> = per_instance

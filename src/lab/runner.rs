@@ -585,10 +585,13 @@ const CONSISTENCY_READS_IN_FLIGHT: usize = 64;
 /// Slices of the doctor's window in the lab.
 const DOCTOR_SLICES: u32 = 6;
 
+/// One scrape of every process: (role, snapshot or None when the scrape failed).
+type Round = Vec<(String, Option<Snapshot>)>;
+
 /// Scrapes every process at a fixed interval until stopped.
 struct PeakSampler {
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Vec<Vec<(String, Option<Snapshot>)>>>,
+    task: tokio::task::JoinHandle<Vec<Round>>,
 }
 
 impl PeakSampler {
@@ -611,14 +614,14 @@ impl PeakSampler {
         PeakSampler { stop, task }
     }
 
-    async fn stop(self) -> Vec<Vec<(String, Option<Snapshot>)>> {
+    async fn stop(self) -> Vec<Round> {
         let _ = self.stop.send(());
         self.task.await.unwrap_or_default()
     }
 }
 
 /// One window per process from rounds of snapshots (a failed scrape is skipped).
-fn peak_windows(system: &System, rounds: &[Vec<(String, Option<Snapshot>)>]) -> Vec<crate::diagnose::ProcessWindow> {
+fn peak_windows(system: &System, rounds: &[Round]) -> Vec<crate::diagnose::ProcessWindow> {
     system
         .admins()
         .into_iter()

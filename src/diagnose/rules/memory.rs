@@ -59,17 +59,17 @@ pub(super) fn growth(w: &ProcessWindow, whole: &Slice, out: &mut Vec<Finding>) {
     if slices.len() < 3 {
         return; // growth "in every slice" needs at least three to mean anything
     }
-    let mut levels: Vec<(String, &'static str, String, Vec<(&str, &str)>, f64)> = vec![];
+    // (family, kind of resource, resource, smallest growth that counts)
+    let mut levels: Vec<(&str, &'static str, String, f64)> = vec![];
     if w.has(m::HEAP_LIVE) {
-        levels.push((m::HEAP_LIVE.into(), "heap", String::new(), vec![], GROWTH_MIN_HEAP_BYTES));
+        levels.push((m::HEAP_LIVE, "heap", String::new(), GROWTH_MIN_HEAP_BYTES));
     }
-    let pools = whole.label_values(m::WORKER_QUEUE_DEPTH, "pool");
-    for pool in &pools {
-        levels.push((m::WORKER_QUEUE_DEPTH.into(), "worker queue", pool.clone(), vec![], 100.0));
+    for pool in whole.label_values(m::WORKER_QUEUE_DEPTH, "pool") {
+        levels.push((m::WORKER_QUEUE_DEPTH, "worker queue", pool, 100.0));
     }
-    for (name, kind, resource, _, min_abs) in levels {
+    for (name, kind, resource, min_abs) in levels {
         let filter: Vec<(&str, &str)> = if resource.is_empty() { vec![] } else { vec![("pool", resource.as_str())] };
-        let series: Vec<f64> = w.snapshots.iter().map(|s| s.sum(&name, &filter)).collect();
+        let series: Vec<f64> = w.snapshots.iter().map(|s| s.sum(name, &filter)).collect();
         let first = series[0];
         let last = *series.last().unwrap_or(&first);
         let rising = series.windows(2).all(|p| p[1] > p[0]);
