@@ -4,7 +4,7 @@
 //! timestamps and metadata lines are skipped.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 /// One sample line: `name{label="value",...} 1.5`.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,7 +52,7 @@ impl Snapshot {
     #[cfg(feature = "lab")]
     pub async fn scrape(admin_url: &str) -> anyhow::Result<Snapshot> {
         let url = format!("{}/metrics", admin_url.trim_end_matches('/'));
-        let body = crate::lab::http::get_text(&url, Duration::from_secs(10)).await?;
+        let body = crate::lab::http::get_text(&url, std::time::Duration::from_secs(10)).await?;
         Ok(Snapshot::parse(&body))
     }
 
