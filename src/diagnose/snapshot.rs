@@ -15,7 +15,7 @@ pub struct Sample {
 }
 
 /// Every sample of one scrape, and when it was taken.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Snapshot {
     pub samples: Vec<Sample>,
     pub taken_at: SystemTime,
@@ -24,6 +24,17 @@ pub struct Snapshot {
     /// Sample indexes by name, built on first lookup: the rules ask for one family per
     /// resource, and a linear scan per question made a 5,000-series target take seconds.
     by_name: std::sync::OnceLock<std::collections::HashMap<String, Vec<usize>>>,
+    /// Sample indexes by (name, label) and then label value, built per pair on first lookup:
+    /// a rule asks about each lock or pool by its label, hundreds of times per window.
+    by_label: parking_lot::Mutex<std::collections::HashMap<(String, String), LabelIndex>>,
+}
+
+type LabelIndex = std::sync::Arc<std::collections::HashMap<String, Vec<usize>>>;
+
+impl Clone for Snapshot {
+    fn clone(&self) -> Self {
+        Snapshot::new(self.samples.clone(), self.taken_at, self.text.clone())
+    }
 }
 
 impl Snapshot {
@@ -34,7 +45,26 @@ impl Snapshot {
     }
 
     pub fn new(samples: Vec<Sample>, taken_at: SystemTime, text: String) -> Snapshot {
-        Snapshot { samples, taken_at, text, by_name: std::sync::OnceLock::new() }
+        Snapshot { samples, taken_at, text, by_name: std::sync::OnceLock::new(), by_label: Default::default() }
+    }
+
+    /// Indexes of the samples named `name` whose label `key` is `value`.
+    fn labelled(&self, name: &str, key: &str, value: &str) -> Vec<usize> {
+        let index = {
+            let mut all = self.by_label.lock();
+            all.entry((name.to_string(), key.to_string()))
+                .or_insert_with(|| {
+                    let mut m: std::collections::HashMap<String, Vec<usize>> = std::collections::HashMap::new();
+                    for &i in self.named(name) {
+                        if let Some(v) = self.samples[i].labels.get(key) {
+                            m.entry(v.clone()).or_default().push(i);
+                        }
+                    }
+                    std::sync::Arc::new(m)
+                })
+                .clone()
+        };
+        index.get(value).cloned().unwrap_or_default()
     }
 
     fn named(&self, name: &str) -> &[usize] {
@@ -67,9 +97,13 @@ impl Snapshot {
     }
 
     pub fn matching<'a>(&'a self, name: &'a str, filter: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> + 'a {
-        self.named(name)
-            .iter()
-            .map(move |i| &self.samples[*i])
+        let candidates: Vec<usize> = match filter.first() {
+            Some((k, v)) => self.labelled(name, k, v),
+            None => self.named(name).to_vec(),
+        };
+        candidates
+            .into_iter()
+            .map(move |i| &self.samples[i])
             .filter(move |s| filter.iter().all(|(k, v)| s.labels.get(*k).is_some_and(|x| x == v)))
     }
 
