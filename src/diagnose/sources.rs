@@ -132,8 +132,10 @@ pub async fn prometheus(
         for series in answer["data"]["result"].as_array().into_iter().flatten() {
             let Some(metric) = series["metric"].as_object() else { continue };
             let value = series["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()).unwrap_or(f64::NAN);
-            let mut labels: BTreeMap<String, String> =
-                metric.iter().map(|(k, v)| (k.clone(), v.as_str().unwrap_or("").to_string())).collect();
+            let mut labels = super::snapshot::Labels::default();
+            for (k, v) in metric {
+                labels.insert(k, v.as_str().unwrap_or(""));
+            }
             let name = labels.remove("__name__").unwrap_or_default();
             let job = labels.remove("job").unwrap_or_default();
             let instance = labels.remove("instance").unwrap_or_default();

@@ -115,7 +115,7 @@ impl<'a> Slice<'a> {
         let cumulative = |snap: &Snapshot| -> Vec<(f64, f64)> {
             let mut v: Vec<(f64, f64)> = Vec::new();
             for s in snap.matching(&bucket, filter) {
-                let le = s.labels.get("le").map(String::as_str).unwrap_or("");
+                let le = s.labels.get("le").unwrap_or("");
                 let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().unwrap_or(f64::NAN) };
                 match v.iter_mut().find(|(b, _)| *b == bound) {
                     Some(e) => e.1 += s.value,
