@@ -32,7 +32,16 @@ async fn a_blocking_handler_is_named_runtime_blocked_and_fail_on_sets_the_exit_c
     let gw_service = service(&[]);
     let gw = gateway(&gw_service.grpc_url(), &["--pool-size", "4", "--fault-blocking", "3ms"]);
     let load = load_for(gw.http_url(), 8, 16);
-    tokio::time::sleep(Duration::from_millis(500)).await; // let the load reach its level
+    // The window starts once the load is flowing through the blocking handler.
+    let admin = gw.admin_url();
+    eventually(Duration::from_secs(10), "the gateway serves the load", || {
+        let admin = admin.clone();
+        async move {
+            let served = metric_sum(&scrape(&admin).await, "pinchpoint_http_requests_total", &[]);
+            (served >= 50.0).then_some(())
+        }
+    })
+    .await;
     let target = gw.admin_url();
     let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
         diagnose(&["--target", &target, "--window", "3s", "--json", "--fail-on", "warning"])

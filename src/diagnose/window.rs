@@ -153,13 +153,6 @@ impl<'a> Slice<'a> {
         v.dedup();
         v
     }
-
-    /// Whether the process restarted inside the slice (its start time moved).
-    pub fn restarted(&self) -> bool {
-        let (b, a) =
-            (self.before.sum("process_start_time_seconds", &[]), self.after.sum("process_start_time_seconds", &[]));
-        b > 0.0 && a > 0.0 && (a - b).abs() > 1.0
-    }
 }
 
 /// Seconds since the Unix epoch, for reports.

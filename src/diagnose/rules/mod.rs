@@ -10,8 +10,6 @@ mod tasks;
 mod waits;
 mod workers;
 
-pub use runtime::scheduler_explains;
-
 use super::findings::{INFO, MIN_EVENTS};
 use super::verdict::Finding;
 use super::window::{ProcessWindow, Slice};

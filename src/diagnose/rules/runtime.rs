@@ -41,12 +41,6 @@ fn blocked_score(s: &Slice) -> f64 {
     polls(s).map_or(0.0, |p| score_between(p.blocked_share(), BLOCKED_SHARE_INFO, BLOCKED_SHARE_WARNING))
 }
 
-/// Whether CPU waiting accounts for the slow polls of a window (for the report's note).
-pub fn scheduler_explains(s: &Slice) -> Option<bool> {
-    let p = polls(s)?;
-    Some(p.slow > 0.0 && p.waiting_for_cpu.is_some_and(|w| w >= p.slow))
-}
-
 pub(super) fn blocked(w: &ProcessWindow, whole: &Slice, out: &mut Vec<Finding>) {
     let Some(p) = polls(whole) else {
         out.push(Finding::not_measured("runtime-blocked", &w.name, m::RUNTIME_POLL));

@@ -41,7 +41,7 @@ pub(super) fn locks(w: &ProcessWindow, whole: &Slice, out: &mut Vec<Finding>) {
         let waiters = whole.rate(m::LOCK_WAIT_SUM, &f);
         let acquires = whole.delta(m::LOCK_ACQUIRE, &f);
         let contended = whole.delta(m::LOCK_CONTENDED, &f);
-        let (score, share) = wait_score(whole, waiters);
+        let (_, share) = wait_score(whole, waiters);
         let mut finding = Finding::new("lock-contention", place(w, "lock", &lock), score_of(whole, 1.0));
         finding.impact = share;
         finding.evidence.push(Evidence::new("tasks waiting on average", waiters, ""));
@@ -72,7 +72,6 @@ pub(super) fn locks(w: &ProcessWindow, whole: &Slice, out: &mut Vec<Finding>) {
         if contended < MIN_EVENTS {
             finding.note = Some(format!("too few contended acquisitions to judge ({contended:.0} < {MIN_EVENTS:.0})"));
         }
-        let _ = score;
         finding.flame = w.flame_command("contention");
         guard(&mut finding, w, whole, score_of);
         out.push(finding);
