@@ -182,7 +182,7 @@ fn verdict_block(sc: &ScenarioReport) -> String {
     );
     let reported: Vec<_> = v.reported().collect();
     if !reported.is_empty() {
-        s.push_str("<table class=fig><tr><th>finding</th><th>score</th><th>where</th><th>evidence</th></tr>");
+        s.push_str("<table class=findings><tr><th>finding</th><th>score</th><th>where</th><th>evidence</th></tr>");
         for f in reported {
             let evidence: Vec<String> = f.evidence.iter().map(|e| esc(&e.formatted())).collect();
             let cause = f.cause.as_ref().map(|c| format!("<br><i>symptom of {}</i>", esc(c))).unwrap_or_default();
@@ -225,7 +225,8 @@ td:first-child,th:first-child{text-align:left}.bad{color:#b00;font-weight:bold}.
 polyline.line{fill:none}.flames figure{display:inline-block;margin:.5em}.flames object{width:520px;height:300px;border:1px solid #ddd}
 nav a{margin-right:1em}.verdict{border-left:4px solid #080;padding:.2em 1em;background:#f6fbf6}
 .verdict.bad{border-color:#b00;background:#fdf4f4}.small{font-size:12px;color:#555}tr.warning td:first-child{color:#b00}
-tr.info td:first-child{color:#b60}tr.backs td{background:#fff3c4;font-weight:bold}.fig td:nth-child(2),.fig th:nth-child(2){text-align:left}</style></head><body><h1>pinchpoint lab report</h1>"#,
+tr.info td:first-child{color:#b60}tr.backs td{background:#fff3c4;font-weight:bold}.fig td:nth-child(2),.fig th:nth-child(2){text-align:left}
+.findings td,.findings th{text-align:left;vertical-align:top}.findings td:first-child{white-space:nowrap}</style></head><body><h1>pinchpoint lab report</h1>"#,
     );
     let _ = write!(
         s,
