@@ -83,7 +83,7 @@ console_addr=$(awk '$2 == "console" && $3 == "listening" { print $5 }' "$work/mo
 "$bin" load --url "http://$http" --duration 20s -c 8 --rate 500 >/dev/null 2>&1 &
 pids+=($!)
 python3 scripts/console_screen.py "$console" "http://$console_addr" "$work/console.html" --seconds 8
-shoot "file://$work/console.html" "$out/tokio-console.png" 1100,620
+shoot "file://$work/console.html" "$out/tokio-console.png" 1240,620
 
 # 5: Prometheus during load, through the shipped config.
 if [ "$skip_prometheus" = 1 ]; then exit 0; fi
