@@ -36,8 +36,11 @@ cargo test --all-targets --features bb8,deadpool "$@"
 # The doctor names every lab scenario's bottleneck (release build, lab --quick).
 scripts/lab-doctor.sh
 
-# The library's docs build without warnings, and the package lists its files.
+# The docs build without warnings (library features, then all), and the package lists its files.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features profiling
+RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features bb8,deadpool
+# The examples in the docs run (`--all-targets` above leaves doc tests out).
+cargo test --doc --features bb8,deadpool
 cargo package --list --allow-dirty >/dev/null
 
 # A crate outside the package, stock compiler flags: pinchpoint builds and serves /metrics

@@ -17,7 +17,6 @@
 //!
 //! Each piece stays available on its own ([`crate::probe::runtime`], [`crate::admin`],
 //! [`crate::telemetry`]) for services that wire them by hand.
-#![warn(missing_docs)]
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -66,6 +65,29 @@ pub struct Init {
 
 /// The builder with defaults: admin on [`DEFAULT_ADMIN_ADDR`], tracing (fmt to stderr) on,
 /// OTLP export when the `OTEL_EXPORTER_OTLP_*` variables ask for it, no tokio-console.
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use tokio::io::{AsyncReadExt, AsyncWriteExt};
+///
+/// let guard = pinchpoint::init()
+///     .service_name("orders")
+///     .admin_addr("127.0.0.1:0".parse()?) // any free port
+///     .tracing(false) // this example's process may have a subscriber already
+///     .start()
+///     .await?;
+/// let admin = guard.admin_addr().expect("the admin listener is on");
+///
+/// // Prometheus scrapes http://ADMIN/metrics.
+/// let mut conn = tokio::net::TcpStream::connect(admin).await?;
+/// conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").await?;
+/// let mut answer = String::new();
+/// conn.read_to_string(&mut answer).await?;
+/// assert!(answer.contains(" 200 OK") && answer.contains("pinchpoint_runtime_workers"));
+/// # Ok(())
+/// # }
+/// ```
 pub fn init() -> Init {
     Init {
         service_name: "service".to_string(),

@@ -12,6 +12,7 @@ use pinchpoint::metrics::catalog;
 use pinchpoint::probe::alloc::CountingAlloc;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::HealthCheckRequest;
+use tower::Layer;
 
 #[global_allocator]
 static ALLOC: CountingAlloc = CountingAlloc::system();
@@ -89,4 +90,34 @@ async fn rpc_layers_record_methods_codes_and_retries() {
     assert_eq!(sample(&text, &catalog::RPC_CLIENT_RETRIES.exposed_name(), r#"method="Check""#), Some(1.0));
     let server_duration = format!("{}_count", catalog::RPC_SERVER_DURATION.exposed_name());
     assert_eq!(sample(&text, &server_duration, r#"method="Check""#), Some(3.0));
+
+    // Calls that get no answer: past the client's deadline, and to a port nobody serves.
+    let slow = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let slow_addr = slow.local_addr().unwrap();
+    let (_reporter, health) = tonic_health::server::health_reporter();
+    let stall = tower::util::MapFutureLayer::new(|answer| async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        answer.await
+    });
+    let slow_server = tokio::spawn(
+        tonic::transport::Server::builder()
+            .layer(stall)
+            .add_service(health)
+            .serve_with_incoming(tonic::transport::server::TcpIncoming::from(slow)),
+    );
+    let impatient = tonic::transport::Endpoint::from_shared(format!("http://{slow_addr}"))
+        .unwrap()
+        .timeout(Duration::from_millis(200))
+        .connect_lazy();
+    let mut client = HealthClient::new(RpcClientLayer::new().layer(impatient));
+    client.check(HealthCheckRequest::default()).await.expect_err("the deadline passes first");
+    slow_server.abort();
+    let nobody = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let refused = tonic::transport::Endpoint::from_shared(format!("http://{nobody}")).unwrap().connect_lazy();
+    let mut client = HealthClient::new(RpcClientLayer::new().layer(refused));
+    let status = client.check(HealthCheckRequest::default()).await.expect_err("nothing listens");
+    assert_eq!(status.code(), tonic::Code::Unavailable);
+    let text = pinchpoint::metrics::encode();
+    assert_eq!(sample(&text, &client_total, r#"method="Check",code="deadline_exceeded""#), Some(1.0), "{text}");
+    assert_eq!(sample(&text, &client_total, r#"method="Check",code="unavailable""#), Some(1.0));
 }

@@ -153,3 +153,47 @@ async fn leak_suspects_are_old_idle_tasks_of_a_growing_site_only() {
         h.abort();
     }
 }
+
+/// The `task` label of every task series in the exposition.
+fn task_labels(text: &str) -> Vec<String> {
+    text.lines()
+        .filter(|l| l.starts_with("pinchpoint_tasks_spawned_total{"))
+        .filter_map(|l| l.split("task=\"").nth(1)?.split('"').next().map(str::to_owned))
+        .collect()
+}
+
+#[test]
+fn worker_pools_go_by_their_name_and_dependency_spawn_sites_carry_no_machine_path() {
+    let rt = pinchpoint::probe::runtime::builder_multi_thread().worker_threads(2).build().unwrap();
+    rt.block_on(async {
+        pinchpoint::probe::runtime::register_current();
+        let pool = pinchpoint::probe::worker::WorkerPool::new("test.labelled.pool", 2, 4);
+        pool.submit_wait(async {}).await.unwrap();
+        // A dependency spawns tasks of its own: axum one per connection, hyper-util (under
+        // reqwest) one per client connection.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+        let body = reqwest::get(format!("http://{addr}/")).await.unwrap().text().await.unwrap();
+        assert_eq!(body, "ok");
+
+        assert_eq!(families().tasks_spawned.get(["test.labelled.pool"]).get(), 2, "one series for both workers");
+        let labels = task_labels(&pinchpoint::metrics::encode());
+        assert!(labels.iter().any(|l| l == "test.labelled.pool"), "{labels:?}");
+        assert!(
+            !labels.iter().any(|l| l.contains("probe/worker.rs")),
+            "no label names the pool's own spawn site: {labels:?}"
+        );
+        if cfg!(tokio_unstable) {
+            // Hooked spawns: a dependency's site starts at its crate directory.
+            assert!(labels.iter().any(|l| l.starts_with("axum-0.")), "axum's spawn site: {labels:?}");
+        }
+        let home = std::env::var("HOME").unwrap_or_else(|_| "/root".into());
+        for l in &labels {
+            assert!(!l.starts_with('/') && !l.contains(&home) && !l.contains("registry/src"), "machine path in {l:?}");
+        }
+        server.abort();
+        pool.shutdown().await;
+    });
+}

@@ -3,7 +3,7 @@
 //! pool went from 48 to 256 workers, slow shutdowns counted as leaks, stale messages from an
 //! earlier run).
 //!
-//! The consumer ([`consumer::Consumer`]) sees only [`source::Source`]s of deliveries with
+//! The consumer ([`dispatch::Consumer`]) sees only [`source::Source`]s of deliveries with
 //! acks; NATS JetStream is the one implementation ([`jetstream`]), because `nats-server` is
 //! the broker installable here (Debian package; Kafka has none).
 

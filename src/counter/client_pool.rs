@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tonic::transport::{Channel, Endpoint};
+use tower::Layer;
 
 use crate::counter::balance::{self, Balance, Candidate};
 use crate::counter::breaker::{Breaker, BreakerConfig};
@@ -22,7 +23,7 @@ use crate::counter::coalesce::{CoalesceVia, Lane};
 use crate::counter::model::{CounterError, Key, Op};
 use crate::counter::proto::{self, counter_service_client::CounterServiceClient};
 use crate::counter::retry::{retriable, RetryPolicy};
-use crate::metrics::red;
+use crate::layer::{Attempt, RpcClient, RpcClientLayer};
 use crate::probe::pool::PoolProbe;
 use crate::telemetry::Propagate;
 
@@ -103,7 +104,9 @@ pub struct ServicePool {
     probe: PoolProbe,
 }
 
-type Client = CounterServiceClient<Propagate<Channel>>;
+/// A client for one attempt: [`RpcClient`] records its `rpc_client_*` RED (and the retry,
+/// for an attempt after the first).
+type Client = CounterServiceClient<RpcClient<Propagate<Channel>>>;
 
 /// How long a health check may take before the instance counts as down.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(1);
@@ -278,7 +281,6 @@ impl ServicePool {
         let mut last = None;
         for attempt in 0..=self.config.retry.max_retries {
             if attempt > 0 {
-                red::rpc_client_retry(method);
                 tokio::time::sleep(self.config.retry.backoff(attempt)).await;
             }
             let Some(i) = self.pick(key, avoid) else { return Err(self.no_instance()) };
@@ -291,14 +293,8 @@ impl ServicePool {
             }
             // One client span per attempt; the request carries it as `traceparent`.
             let mut span = crate::telemetry::grpc_client_span(method, attempt);
-            let started = Instant::now();
-            let result = span.run(self.attempt(inst, &rpc)).await;
-            let code = match &result {
-                Ok(_) => tonic::Code::Ok,
-                Err(s) => s.code(),
-            };
-            span.record_grpc_status(code as i32);
-            span.in_scope(|| red::rpc_client(method, proto::code_label(code), started.elapsed()));
+            let result = span.run(self.attempt(inst, &rpc, Attempt(attempt))).await;
+            span.record_grpc_status(result.as_ref().map_or_else(|s| s.code() as i32, |_| 0));
             drop(span);
             match result {
                 Ok(v) => {
@@ -320,7 +316,7 @@ impl ServicePool {
         Err(last.unwrap_or_else(|| self.no_instance()))
     }
 
-    async fn attempt<T, F, Fut>(&self, inst: &Instance, rpc: &F) -> Result<T, tonic::Status>
+    async fn attempt<T, F, Fut>(&self, inst: &Instance, rpc: &F, attempt: Attempt) -> Result<T, tonic::Status>
     where
         F: Fn(Client) -> Fut,
         Fut: Future<Output = Result<T, tonic::Status>>,
@@ -365,7 +361,7 @@ impl ServicePool {
         };
         let lease = acquiring.acquired();
         inst.in_flight.fetch_add(1, Ordering::Relaxed);
-        let result = rpc(CounterServiceClient::new(channel)).await;
+        let result = rpc(CounterServiceClient::new(RpcClientLayer::new().layer(channel).with_attempt(attempt))).await;
         inst.in_flight.fetch_sub(1, Ordering::Relaxed);
         drop(lease);
         drop(slot);

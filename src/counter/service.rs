@@ -7,6 +7,7 @@ use std::time::Instant;
 
 use futures_util::{Stream, StreamExt};
 use tonic::{Request, Response, Status};
+use tower::Layer;
 
 use crate::counter::faults::Faults;
 use crate::counter::model::{self, check_batch_len, ApplyId, CounterError, Key};
@@ -15,6 +16,7 @@ use crate::counter::proto::{
     BatchIncrementResponse, GetRequest, GetResponse, IncrementRequest, IncrementResponse, OpResult,
 };
 use crate::counter::store::Store;
+use crate::layer::{MessagesRecorded, RpcServerLayer};
 use crate::metrics::red;
 
 #[derive(Clone)]
@@ -44,22 +46,10 @@ fn request_id_or_new(id: String) -> Result<String, CounterError> {
     }
 }
 
-/// Times a handler and records `rpc_server_*{method,code}`.
-/// Runs in `span` (the server span, child of the caller's `traceparent`).
-async fn observed<T>(
-    method: &'static str,
-    mut span: crate::telemetry::Span,
-    f: impl std::future::Future<Output = Result<T, CounterError>>,
-) -> Result<Response<T>, Status> {
-    let started = Instant::now();
-    let result = span.run(f).await.map(Response::new).map_err(|e| proto::to_status(&e));
-    let code = match &result {
-        Ok(_) => tonic::Code::Ok,
-        Err(s) => s.code(),
-    };
-    span.record_grpc_status(code as i32);
-    span.in_scope(|| red::rpc_server(method, proto::code_label(code), started.elapsed()));
-    result
+/// A handler's answer on the wire. The server span and `rpc_server_*{method,code}` are
+/// [`RpcServerLayer`]'s, around every call (see [`serve`]).
+async fn answer<T>(f: impl std::future::Future<Output = Result<T, CounterError>>) -> Result<Response<T>, Status> {
+    f.await.map(Response::new).map_err(|e| proto::to_status(&e))
 }
 
 impl CounterRpc {
@@ -75,19 +65,14 @@ impl CounterRpc {
 #[tonic::async_trait]
 impl CounterService for CounterRpc {
     async fn increment(&self, request: Request<IncrementRequest>) -> Result<Response<IncrementResponse>, Status> {
-        observed(
-            "Increment",
-            crate::telemetry::grpc_server_span("Increment", request.metadata()),
-            self.apply_one(request.into_inner()),
-        )
-        .await
+        answer(self.apply_one(request.into_inner())).await
     }
 
     async fn batch_increment(
         &self,
         request: Request<BatchIncrementRequest>,
     ) -> Result<Response<BatchIncrementResponse>, Status> {
-        observed("BatchIncrement", crate::telemetry::grpc_server_span("BatchIncrement", request.metadata()), async {
+        answer(async {
             let req = request.into_inner();
             check_batch_len(req.operations.len())?;
             // Validate everything before applying anything: a bad batch changes nothing.
@@ -116,7 +101,7 @@ impl CounterService for CounterRpc {
     }
 
     async fn get(&self, request: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        observed("Get", crate::telemetry::grpc_server_span("Get", request.metadata()), async {
+        answer(async {
             let req = request.into_inner();
             let key = Key::new(req.resource_id, req.counter_type)?;
             let value = self.store.get(&key).await?;
@@ -128,7 +113,9 @@ impl CounterService for CounterRpc {
     type StreamIncrementsStream = Pin<Box<dyn Stream<Item = Result<OpResult, Status>> + Send + 'static>>;
 
     /// One result per incoming increment, in order. A bad item gets an error result and
-    /// the stream goes on; only a broken transport ends it.
+    /// the stream goes on; only a broken transport ends it. Each increment counts as one
+    /// `StreamIncrements` call in `rpc_server_*` (as each does on the gateway's side), so the
+    /// response is marked [`MessagesRecorded`] for [`RpcServerLayer`].
     async fn stream_increments(
         &self,
         request: Request<tonic::Streaming<IncrementRequest>>,
@@ -164,7 +151,9 @@ impl CounterService for CounterRpc {
                 })
             }
         });
-        Ok(Response::new(Box::pin(out)))
+        let mut response = Response::new(Box::pin(out) as Self::StreamIncrementsStream);
+        response.extensions_mut().insert(MessagesRecorded);
+        Ok(response)
     }
 }
 
@@ -191,9 +180,12 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .max_concurrent_streams(options.max_streams)
         .add_service(health)
+        // Only the counter service is measured: health checks are not the service's calls.
         .add_service(
-            CounterRpc::new(store, Faults::new(options.fail_after_apply_every, options.delay_after_apply))
-                .into_server(),
+            RpcServerLayer::new().layer(
+                CounterRpc::new(store, Faults::new(options.fail_after_apply_every, options.delay_after_apply))
+                    .into_server(),
+            ),
         )
         .serve_with_incoming_shutdown(incoming, shutdown)
         .await

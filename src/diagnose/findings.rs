@@ -67,20 +67,25 @@ pub const LEAK_FULL_SCALE_RETAINED: f64 = 0.5;
 
 /// allocation-churn: bytes allocated per request at info (64 KiB) and warning (1 MiB).
 pub const ALLOC_BYTES_PER_REQUEST_INFO: f64 = 64.0 * 1024.0;
+/// allocation-churn at warning (see above).
 pub const ALLOC_BYTES_PER_REQUEST_WARNING: f64 = 1024.0 * 1024.0;
 
 /// runtime-blocked: share of worker time spent in polls longer than [`SLOW_POLL_SECONDS`]
 /// at info and warning, once preemption is subtracted.
 pub const SLOW_POLL_SECONDS: f64 = 0.001;
+/// runtime-blocked at info (see above).
 pub const BLOCKED_SHARE_INFO: f64 = 0.1;
+/// runtime-blocked at warning (see above).
 pub const BLOCKED_SHARE_WARNING: f64 = 0.3;
 
 /// retry-amplification: retries per RPC attempt at info and warning.
 pub const RETRY_SHARE_INFO: f64 = 0.05;
+/// retry-amplification at warning (see above).
 pub const RETRY_SHARE_WARNING: f64 = 0.2;
 
 /// cpu-saturated: process CPU over the cores it may use, at info and warning.
 pub const CPU_SHARE_INFO: f64 = 0.8;
+/// cpu-saturated at warning (see above).
 pub const CPU_SHARE_WARNING: f64 = 0.95;
 
 /// unbounded-growth: relative growth of heap or a queue over the window at info, when it
@@ -94,6 +99,7 @@ pub const GROWTH_MIN_HEAP_BYTES: f64 = 16.0 * 1024.0 * 1024.0;
 /// noisy-measurement: coefficient of variation (sample standard deviation / mean) of a
 /// repeated run at info and warning.
 pub const CV_INFO: f64 = 0.1;
+/// noisy-measurement at warning (see above).
 pub const CV_WARNING: f64 = 0.3;
 
 /// How bad a finding is.
@@ -102,13 +108,16 @@ pub const CV_WARNING: f64 = 0.3;
 pub enum Severity {
     /// Checked and below info: shown with `--all`.
     Ok,
+    /// Worth a look: a score of at least the info threshold.
     Info,
+    /// The pinch: a score of at least the warning threshold.
     Warning,
     /// Data lost: an acknowledged write that the store does not hold.
     Critical,
 }
 
 impl Severity {
+    /// The severity of a score (0–100); never [`Severity::Critical`], which only the lab assigns.
     pub fn of_score(score: f64) -> Severity {
         if score >= WARNING {
             Severity::Warning
@@ -119,6 +128,7 @@ impl Severity {
         }
     }
 
+    /// `ok`, `info`, `warning` or `critical`.
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Ok => "ok",
@@ -159,6 +169,7 @@ pub struct FindingKind {
     pub explain: &'static str,
     /// Dashboard uid and panel title that show it.
     pub dashboard: &'static str,
+    /// The panel's title.
     pub panel: &'static str,
     /// Flamegraph kind that shows where it happens (`cpu` or `contention`).
     pub flame: &'static str,

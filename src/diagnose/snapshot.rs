@@ -9,8 +9,11 @@ use std::time::SystemTime;
 /// One sample line: `name{label="value",...} 1.5`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
+    /// Family sample name (`..._bucket`, `..._total`, ...).
     pub name: String,
+    /// Its labels.
     pub labels: Labels,
+    /// Its value.
     pub value: f64,
 }
 
@@ -40,6 +43,7 @@ impl Labels {
         Some(self.0.remove(i).1.into())
     }
 
+    /// `(name, value)` pairs, sorted by name.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
         self.0.iter().map(|(k, v)| (&**k, &**v))
     }
@@ -48,7 +52,9 @@ impl Labels {
 /// Every sample of one scrape, and when it was taken.
 #[derive(Debug)]
 pub struct Snapshot {
+    /// Every sample line, in exposition order.
     pub samples: Vec<Sample>,
+    /// When it was scraped (or parsed).
     pub taken_at: SystemTime,
     /// The exposition as scraped, for saving beside a report.
     pub text: String,
@@ -69,12 +75,14 @@ impl Clone for Snapshot {
 }
 
 impl Snapshot {
+    /// Parses an exposition (OpenMetrics or Prometheus text) taken now; unparsable lines are skipped.
     pub fn parse(text: &str) -> Snapshot {
         let samples =
             text.lines().filter(|l| !l.starts_with('#') && !l.trim().is_empty()).filter_map(parse_line).collect();
         Snapshot::new(samples, SystemTime::now(), text.to_string())
     }
 
+    /// A snapshot of `samples` taken at `taken_at`, with the exposition `text` they came from.
     pub fn new(samples: Vec<Sample>, taken_at: SystemTime, text: String) -> Snapshot {
         Snapshot { samples, taken_at, text, by_name: std::sync::OnceLock::new(), by_label: Default::default() }
     }
@@ -127,6 +135,7 @@ impl Snapshot {
         !self.named(name).is_empty()
     }
 
+    /// Samples named `name` whose labels include every `(label, value)` of `filter`.
     pub fn matching<'a>(&'a self, name: &'a str, filter: &'a [(&str, &str)]) -> impl Iterator<Item = &'a Sample> + 'a {
         let candidates: Vec<usize> = match filter.first() {
             Some((k, v)) => self.labelled(name, k, v),

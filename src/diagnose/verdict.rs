@@ -28,16 +28,21 @@ impl std::fmt::Display for Where {
 /// One number behind a finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Evidence {
+    /// What was measured (`wait p99`).
     pub label: String,
+    /// The number, in `unit`.
     pub value: f64,
+    /// `s`, `B`, `B/s`, `share` (0–1), `x` (a ratio), `/s`, or empty for a plain count.
     pub unit: &'static str,
 }
 
 impl Evidence {
+    /// Evidence `label`: `value` in `unit`.
     pub fn new(label: impl Into<String>, value: f64, unit: &'static str) -> Self {
         Evidence { label: label.into(), value, unit }
     }
 
+    /// `label value` with the unit made readable (`wait p99 3.20 ms`, `share 41.0%`).
     pub fn formatted(&self) -> String {
         let v = self.value;
         let num = match self.unit {
@@ -70,23 +75,32 @@ fn format_number(v: f64) -> String {
 /// A finding.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
+    /// The finding's id (`lock-contention`, ...; see [`findings::KINDS`]).
     pub id: &'static str,
+    /// 0–100: how strongly the evidence says this is the pinch.
     pub score: f64,
+    /// The score's severity.
     pub severity: Severity,
     #[serde(rename = "where")]
+    /// The process and resource it is about.
     pub place: Where,
     /// Share of the process's request time spent waiting on this resource, when it applies.
     pub impact: Option<f64>,
     /// The window the evidence covers, in seconds, and slices where the finding held.
     pub window_seconds: f64,
+    /// Slices of the window in which the finding held.
     pub slices_held: usize,
+    /// Slices of the window.
     pub slices: usize,
+    /// The numbers behind it, most telling first.
     pub evidence: Vec<Evidence>,
+    /// What to do about it.
     pub recommendation: String,
     /// `id @ where` of the finding this one is a symptom of.
     pub cause: Option<String>,
     /// Dashboard uid and panel, and the flamegraph command, that show it.
     pub dashboard: String,
+    /// The `pinchpoint flame` command that shows where it happens.
     pub flame: String,
     /// In a fleet (Prometheus source): how many instances share this finding at info or above.
     pub instances: usize,
@@ -124,6 +138,7 @@ impl Finding {
         f
     }
 
+    /// At info or above.
     pub fn reportable(&self) -> bool {
         self.severity >= Severity::Info
     }
@@ -144,16 +159,20 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
     /// Per front process: request time no measured wait explains.
     pub unattributed: Vec<Unattributed>,
+    /// The window the verdict covers, in seconds.
     pub window_seconds: f64,
 }
 
 /// Request time of a process that no measured resource explains.
 #[derive(Debug, Clone, Serialize)]
 pub struct Unattributed {
+    /// The process (target name).
     pub process: String,
+    /// Share (0–1) of its request time that no lock, pool or downstream call explains.
     pub share: f64,
     /// Requests in flight on average (rate of request-duration seconds).
     pub in_flight: f64,
+    /// The `pinchpoint flame` command that shows where its time goes.
     pub flame: String,
 }
 
@@ -163,6 +182,7 @@ impl Verdict {
         self.findings.iter().filter(|f| f.reportable())
     }
 
+    /// The finding named first: the pinch, if any is at info or above.
     pub fn top(&self) -> Option<&Finding> {
         self.reported().next()
     }

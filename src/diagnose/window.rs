@@ -20,6 +20,7 @@ pub struct ProcessWindow {
 }
 
 impl ProcessWindow {
+    /// A window of process `name` over `snapshots` (sorted here, oldest first).
     pub fn new(name: impl Into<String>, admin_url: Option<String>, mut snapshots: Vec<Snapshot>) -> Self {
         snapshots.sort_by_key(|s| s.taken_at);
         ProcessWindow { name: name.into(), admin_url, snapshots }
@@ -59,13 +60,16 @@ impl ProcessWindow {
 /// Two snapshots of one process and the time between them.
 #[derive(Debug, Clone, Copy)]
 pub struct Slice<'a> {
+    /// The earlier snapshot.
     pub before: &'a Snapshot,
+    /// The later snapshot.
     pub after: &'a Snapshot,
     /// Seconds between the two (at least a millisecond).
     pub secs: f64,
 }
 
 impl<'a> Slice<'a> {
+    /// The slice from `before` to `after`.
     pub fn new(before: &'a Snapshot, after: &'a Snapshot) -> Self {
         let secs = after.taken_at.duration_since(before.taken_at).map(|d| d.as_secs_f64()).unwrap_or(0.0).max(1e-3);
         Slice { before, after, secs }

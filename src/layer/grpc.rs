@@ -39,13 +39,43 @@ pub fn code_label(code: i32) -> &'static str {
 }
 
 /// The `method` label: the last segment of `/package.Service/Method`.
-fn method_of<B>(req: &Request<B>) -> String {
-    req.uri().path().rsplit('/').next().unwrap_or_default().to_owned()
+fn method_of(uri: &http::Uri) -> &str {
+    uri.path().rsplit('/').next().unwrap_or_default()
 }
 
-fn status_of<R>(resp: &Response<R>) -> &'static str {
-    let code = resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok());
-    code.map_or("ok", code_label)
+/// The gRPC status code of a response: its `grpc-status` header, or 0 (`ok`) when the code
+/// follows in the trailers.
+fn code_of<R>(resp: &Response<R>) -> i32 {
+    resp.headers().get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The error every client call's failure is boxed into (what tonic's clients accept).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The status code of a call that got no response: `deadline_exceeded` for a timeout (the
+/// client's own deadline, as gRPC names it), the code of a `tonic::Status` in the error's
+/// chain, otherwise `unavailable` (no connection, or it broke).
+fn transport_code(err: &(dyn std::error::Error + 'static)) -> i32 {
+    const DEADLINE_EXCEEDED: i32 = 4;
+    const UNAVAILABLE: i32 = 14;
+    let mut next = Some(err);
+    while let Some(e) = next {
+        if e.is::<tower::timeout::error::Elapsed>() {
+            return DEADLINE_EXCEEDED;
+        }
+        // The features that bring tonic in.
+        #[cfg(any(feature = "lab", feature = "otlp", feature = "console"))]
+        {
+            if e.is::<tonic::TimeoutExpired>() {
+                return DEADLINE_EXCEEDED;
+            }
+            if let Some(status) = e.downcast_ref::<tonic::Status>() {
+                return status.code() as i32;
+            }
+        }
+        next = e.source();
+    }
+    UNAVAILABLE
 }
 
 /// Records every call a tonic server serves: `rpc_server_requests_total{method,code}` and
@@ -104,15 +134,38 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let method = method_of(&req);
+        // Shares the request's bytes: no copy of the path.
+        let uri = req.uri().clone();
+        // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
+        let mut span = crate::telemetry::grpc_server_span(req.uri().path(), req.headers());
         let response = self.inner.call(req);
         Box::pin(async move {
-            let result = response.await;
-            let code = result.as_ref().map_or("internal", status_of);
-            red::rpc_server(&method, code, started.elapsed());
+            let result = span.run(response).await;
+            const INTERNAL: i32 = 13;
+            let code = result.as_ref().map_or(INTERNAL, code_of);
+            span.record_grpc_status(code);
+            let own_messages = result.as_ref().is_ok_and(|r| r.extensions().get::<MessagesRecorded>().is_some());
+            if !own_messages {
+                // Recorded in the span's scope: a sampled trace id becomes the exemplar.
+                span.in_scope(|| red::rpc_server(method_of(&uri), code_label(code), started.elapsed()));
+            }
             result
         })
     }
+}
+
+/// Put in a streaming call's response extensions
+/// (`tonic::Response::extensions_mut().insert(MessagesRecorded)`) by a handler that records
+/// each message of the stream as a call of its own ([`red::rpc_server`]): [`RpcServerLayer`]
+/// then leaves the call out, which it would otherwise count once more, timed to the stream's
+/// first headers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MessagesRecorded;
+
+/// tonic routes a request by the wrapped service's name.
+#[cfg(any(feature = "lab", feature = "otlp", feature = "console"))]
+impl<S: tonic::server::NamedService> tonic::server::NamedService for RpcServer<S> {
+    const NAME: &'static str = S::NAME;
 }
 
 /// Marks a client call as attempt `n` of the same logical call (0 = the first); put it in the
@@ -152,42 +205,65 @@ impl<S> Layer<S> for RpcClientLayer {
     type Service = RpcClient<S>;
 
     fn layer(&self, inner: S) -> RpcClient<S> {
-        RpcClient { inner }
+        RpcClient { inner, attempt: Attempt(0) }
     }
 }
 
-/// The service [`RpcClientLayer`] wraps around a gRPC channel.
+/// The service [`RpcClientLayer`] wraps around a gRPC channel. Its errors are boxed
+/// ([`BoxError`]), as tonic's generated clients take them.
 #[derive(Debug, Clone)]
 pub struct RpcClient<S> {
     inner: S,
+    attempt: Attempt,
+}
+
+impl<S> RpcClient<S> {
+    /// Counts every call made through this service as attempt `attempt` of its logical call,
+    /// for a caller that builds a client per attempt; an [`Attempt`] in a request's
+    /// extensions still wins.
+    pub fn with_attempt(mut self, attempt: Attempt) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// The wrapped service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S, B, R> Service<Request<B>> for RpcClient<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
     S::Future: Send + 'static,
-    S::Error: 'static,
+    S::Error: Into<BoxError> + 'static,
     R: 'static,
 {
     type Response = Response<R>;
-    type Error = S::Error;
-    type Future = BoxFuture<Response<R>, S::Error>;
+    type Error = BoxError;
+    type Future = BoxFuture<Response<R>, BoxError>;
 
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let started = Instant::now();
-        let method = method_of(&req);
-        if req.extensions().get::<Attempt>().is_some_and(|a| a.0 > 0) {
-            red::rpc_client_retry(&method);
+        // Shares the request's bytes: no copy of the path.
+        let uri = req.uri().clone();
+        let attempt = req.extensions().get::<Attempt>().copied().unwrap_or(self.attempt);
+        if attempt.0 > 0 {
+            red::rpc_client_retry(method_of(&uri));
         }
         let response = self.inner.call(req);
         Box::pin(async move {
-            let result = response.await;
-            let code = result.as_ref().map_or("unavailable", status_of);
-            red::rpc_client(&method, code, started.elapsed());
+            let result = response.await.map_err(Into::into);
+            let code = match &result {
+                Ok(r) => code_of(r),
+                Err(e) => transport_code(&**e),
+            };
+            // The caller's span (if any) is the task's trace: a sampled one becomes the exemplar.
+            red::rpc_client(method_of(&uri), code_label(code), started.elapsed());
             result
         })
     }
@@ -204,10 +280,13 @@ mod tests {
         assert_eq!(code_label(16), "unauthenticated");
         assert_eq!(code_label(17), "unknown");
         assert_eq!(code_label(-1), "unknown");
-        let req = Request::builder().uri("/grpc.health.v1.Health/Check").body(()).unwrap();
-        assert_eq!(method_of(&req), "Check");
+        assert_eq!(method_of(&http::Uri::from_static("/grpc.health.v1.Health/Check")), "Check");
         let failed = Response::builder().header("grpc-status", "14").body(()).unwrap();
-        assert_eq!(status_of(&failed), "unavailable");
-        assert_eq!(status_of(&Response::new(())), "ok");
+        assert_eq!(code_label(code_of(&failed)), "unavailable");
+        assert_eq!(code_label(code_of(&Response::new(()))), "ok");
+        let elapsed: BoxError = Box::new(tower::timeout::error::Elapsed::new());
+        assert_eq!(code_label(transport_code(&*elapsed)), "deadline_exceeded");
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert_eq!(code_label(transport_code(&refused)), "unavailable");
     }
 }

@@ -8,12 +8,13 @@
 //! - [`RpcServerLayer`] and [`RpcClientLayer`] for tonic servers and channels:
 //!   `rpc_server_*` / `rpc_client_*` by method and status code, and `rpc_client_retries_total`
 //!   for calls marked as retries with [`Attempt`].
-#![warn(missing_docs)]
 
 mod grpc;
 mod http;
 
-pub use self::grpc::{code_label, Attempt, RpcClient, RpcClientLayer, RpcServer, RpcServerLayer};
+pub use self::grpc::{
+    code_label, Attempt, BoxError, MessagesRecorded, RpcClient, RpcClientLayer, RpcServer, RpcServerLayer,
+};
 pub use self::http::{HttpMetrics, HttpMetricsLayer, UNMATCHED};
 
 /// The future every layer's service returns.

@@ -26,8 +26,11 @@ pub const HOLD_SAMPLE_EVERY: u32 = 256;
 /// OpenMetrics type of a family.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// Only goes up (`_total`).
     Counter,
+    /// Goes up and down.
     Gauge,
+    /// Observations in buckets (`_bucket`, `_sum`, `_count`).
     Histogram,
 }
 
@@ -47,10 +50,15 @@ pub enum Buckets {
 /// One family of the catalog.
 #[derive(Debug)]
 pub struct Spec {
+    /// The family's name without the `pinchpoint_` prefix (see the module docs).
     pub name: &'static str,
+    /// Its OpenMetrics type.
     pub kind: Kind,
+    /// Its label names, in order.
     pub labels: &'static [&'static str],
+    /// Its bucket layout ([`Buckets::None`] unless a histogram).
     pub buckets: Buckets,
+    /// Its help text.
     pub help: &'static str,
 }
 
@@ -97,6 +105,7 @@ impl Spec {
 
 macro_rules! spec {
     ($id:ident, $name:literal, $kind:ident, [$($l:literal),*], $buckets:ident, $help:literal) => {
+        #[doc = concat!("`", $name, "`: ", $help, ".")]
         pub static $id: Spec = Spec {
             name: $name,
             kind: Kind::$kind,

@@ -60,6 +60,7 @@ where
         self.family.get_or_create_owned(&labels)
     }
 
+    /// The catalog entry of this family.
     pub fn spec(&self) -> &'static Spec {
         self.spec
     }

@@ -85,6 +85,20 @@ struct Inner {
 }
 
 /// A histogram with a fixed bucket layout. Cloning shares it.
+///
+/// ```
+/// use std::time::Duration;
+/// use pinchpoint::metrics::{self, Histogram};
+///
+/// let latency = Histogram::durations();
+/// metrics::with_extra_registry(|r| r.register("docs_latency_seconds", "Job latency", latency.clone()));
+/// latency.observe_duration(Duration::from_millis(3));
+/// latency.observe_duration(Duration::from_millis(40));
+/// assert_eq!(latency.count(), 2);
+/// let snapshot = latency.snapshot();
+/// assert!((snapshot.sum - 0.043).abs() < 1e-9);
+/// assert!(metrics::encode().contains("docs_latency_seconds_count 2"));
+/// ```
 #[derive(Clone)]
 pub struct Histogram {
     inner: Arc<Inner>,

@@ -60,6 +60,7 @@ impl Default for Integral {
 }
 
 impl Integral {
+    /// An integral at zero.
     pub fn new() -> Self {
         Self::default()
     }

@@ -4,7 +4,8 @@
 //!
 //! All catalog families are created and registered once, on first use, in [`families`];
 //! probes take their series handles from there at construction time. Families whose values
-//! are read at scrape time (process, allocator, tasks, runtime) are collectors.
+//! are read at scrape time are collectors: the process's own here, the allocator's, tasks'
+//! and runtime's added by their probes as a [`Source`] (the core imports none of its users).
 
 pub mod catalog;
 mod family;
@@ -12,6 +13,7 @@ mod histogram;
 mod integral;
 mod process;
 pub mod red;
+mod sources;
 mod striped;
 
 use std::sync::OnceLock;
@@ -25,6 +27,7 @@ use prometheus_client::registry::Registry;
 pub use family::{Fam, LabelSet};
 pub use histogram::{Histogram, Snapshot, BYTE_BOUNDS, COUNT_BOUNDS, DURATION_BOUNDS_NS};
 pub use integral::{Entered, Integral};
+pub use sources::{add_source, Source};
 pub use striped::{stripe_count, stripe_index, Counter, Gauge, ReadTimeSum};
 
 use catalog::*;
@@ -35,55 +38,99 @@ pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; cha
 /// Every family the probes and the counter system write to, created and registered once.
 #[derive(Debug)]
 pub struct Families {
+    /// `pinchpoint_lock_acquire_total`: see [`catalog::LOCK_ACQUIRE`].
     pub lock_acquire: Fam<Counter, 2>,
+    /// `pinchpoint_lock_contended_total`: see [`catalog::LOCK_CONTENDED`].
     pub lock_contended: Fam<Counter, 2>,
+    /// `pinchpoint_lock_wait_seconds`: see [`catalog::LOCK_WAIT`].
     pub lock_wait: Fam<Histogram, 2>,
+    /// `pinchpoint_lock_hold_seconds`: see [`catalog::LOCK_HOLD`].
     pub lock_hold: Fam<Histogram, 1>,
+    /// `pinchpoint_lock_waiters`: see [`catalog::LOCK_WAITERS`].
     pub lock_waiters: Fam<Gauge, 1>,
 
+    /// `pinchpoint_pool_max_size`: see [`catalog::POOL_MAX_SIZE`].
     pub pool_max_size: Fam<Gauge, 1>,
+    /// `pinchpoint_pool_size`: see [`catalog::POOL_SIZE`].
     pub pool_size: Fam<Gauge, 1>,
+    /// `pinchpoint_pool_in_use`: see [`catalog::POOL_IN_USE`].
     pub pool_in_use: Fam<Gauge, 1>,
+    /// `pinchpoint_pool_waiters`: see [`catalog::POOL_WAITERS`].
     pub pool_waiters: Fam<Gauge, 1>,
+    /// `pinchpoint_pool_acquire_total`: see [`catalog::POOL_ACQUIRE`].
     pub pool_acquire: Fam<Counter, 2>,
+    /// `pinchpoint_pool_acquire_wait_seconds`: see [`catalog::POOL_ACQUIRE_WAIT`].
     pub pool_acquire_wait: Fam<Histogram, 1>,
+    /// `pinchpoint_pool_in_use_seconds_total`: see [`catalog::POOL_IN_USE_SECONDS`].
     pub pool_in_use_seconds: Fam<Integral, 1>,
+    /// `pinchpoint_pool_opened_total`: see [`catalog::POOL_OPENED`].
     pub pool_opened: Fam<Counter, 1>,
+    /// `pinchpoint_pool_closed_total`: see [`catalog::POOL_CLOSED`].
     pub pool_closed: Fam<Counter, 2>,
+    /// `pinchpoint_pool_open_seconds`: see [`catalog::POOL_OPEN`].
     pub pool_open: Fam<Histogram, 1>,
 
+    /// `pinchpoint_workers`: see [`catalog::WORKER_COUNT`].
     pub worker_count: Fam<Gauge, 1>,
+    /// `pinchpoint_worker_queue_depth`: see [`catalog::WORKER_QUEUE_DEPTH`].
     pub worker_queue_depth: Fam<Gauge, 1>,
+    /// `pinchpoint_worker_queue_capacity`: see [`catalog::WORKER_QUEUE_CAPACITY`].
     pub worker_queue_capacity: Fam<Gauge, 1>,
+    /// `pinchpoint_worker_busy_seconds_total`: see [`catalog::WORKER_BUSY`].
     pub worker_busy: Fam<Integral, 1>,
+    /// `pinchpoint_worker_queue_wait_seconds`: see [`catalog::WORKER_QUEUE_WAIT`].
     pub worker_queue_wait: Fam<Histogram, 1>,
+    /// `pinchpoint_worker_jobs_total`: see [`catalog::WORKER_JOBS`].
     pub worker_jobs: Fam<Counter, 2>,
 
+    /// `pinchpoint_request_alloc_bytes`: see [`catalog::REQUEST_ALLOC`].
     pub request_alloc: Fam<Histogram, 1>,
 
+    /// `pinchpoint_tasks_spawned_total`: see [`catalog::TASKS_SPAWNED`].
     pub tasks_spawned: Fam<Counter, 1>,
+    /// `pinchpoint_tasks_finished_total`: see [`catalog::TASKS_FINISHED`].
     pub tasks_finished: Fam<Counter, 1>,
 
+    /// `pinchpoint_http_requests_total`: see [`catalog::HTTP_REQUESTS`].
     pub http_requests: Fam<Counter, 3>,
+    /// `pinchpoint_http_request_duration_seconds`: see [`catalog::HTTP_DURATION`].
     pub http_duration: Fam<Histogram, 2>,
+    /// `pinchpoint_rpc_client_requests_total`: see [`catalog::RPC_CLIENT_REQUESTS`].
     pub rpc_client_requests: Fam<Counter, 2>,
+    /// `pinchpoint_rpc_server_requests_total`: see [`catalog::RPC_SERVER_REQUESTS`].
     pub rpc_server_requests: Fam<Counter, 2>,
+    /// `pinchpoint_rpc_client_duration_seconds`: see [`catalog::RPC_CLIENT_DURATION`].
     pub rpc_client_duration: Fam<Histogram, 1>,
+    /// `pinchpoint_rpc_server_duration_seconds`: see [`catalog::RPC_SERVER_DURATION`].
     pub rpc_server_duration: Fam<Histogram, 1>,
+    /// `pinchpoint_rpc_client_retries_total`: see [`catalog::RPC_CLIENT_RETRIES`].
     pub rpc_client_retries: Fam<Counter, 1>,
+    /// `pinchpoint_store_op_duration_seconds`: see [`catalog::STORE_OP`].
     pub store_op: Fam<Histogram, 2>,
 
+    /// `pinchpoint_breaker_state`: see [`catalog::BREAKER_STATE`].
     pub breaker_state: Fam<Gauge, 1>,
+    /// `pinchpoint_cache_requests_total`: see [`catalog::CACHE_REQUESTS`].
     pub cache_requests: Fam<Counter, 1>,
+    /// `pinchpoint_write_buffer_pending`: see [`catalog::WRITE_BUFFER_PENDING`].
     pub write_buffer_pending: Gauge,
+    /// `pinchpoint_write_buffer_flushes_total`: see [`catalog::WRITE_BUFFER_FLUSHES`].
     pub write_buffer_flushes: Counter,
+    /// `pinchpoint_write_buffer_batch_size`: see [`catalog::WRITE_BUFFER_BATCH`].
     pub write_buffer_batch: Histogram,
+    /// `pinchpoint_ratelimit_decisions_total`: see [`catalog::RATELIMIT_DECISIONS`].
     pub ratelimit_decisions: Fam<Counter, 1>,
+    /// `pinchpoint_ratelimit_tracked_keys`: see [`catalog::RATELIMIT_TRACKED_KEYS`].
     pub ratelimit_tracked_keys: Gauge,
+    /// `pinchpoint_consumer_received_total`: see [`catalog::CONSUMER_RECEIVED`].
     pub consumer_received: Counter,
+    /// `pinchpoint_consumer_messages_total`: see [`catalog::CONSUMER_MESSAGES`].
     pub consumer_messages: Fam<Counter, 1>,
+    /// `pinchpoint_consumer_redeliveries_total`: see [`catalog::CONSUMER_REDELIVERIES`].
     pub consumer_redeliveries: Counter,
+    /// `pinchpoint_consumer_latency_seconds`: see [`catalog::CONSUMER_LATENCY`].
     pub consumer_latency: Histogram,
+    /// `pinchpoint_build_info`: see [`catalog::BUILD_INFO`].
     pub build_info: Fam<Gauge, 1>,
 }
 
@@ -101,9 +148,9 @@ fn global() -> &'static Global {
         let r = root.sub_registry_with_prefix(PREFIX);
         let families = Families::new(r);
         r.register_collector(Box::new(process::SchedulerCollector));
-        r.register_collector(Box::new(crate::probe::alloc::AllocCollector));
-        r.register_collector(Box::new(crate::probe::task::TaskCollector));
-        r.register_collector(Box::new(crate::probe::runtime::RuntimeCollector));
+        // The probes' scrape-time families (allocator, tasks, runtime), which they add
+        // themselves: see `sources`.
+        r.register_collector(Box::new(sources::Sources));
         families.build_info.get([env!("CARGO_PKG_VERSION")]).set(1);
         Global { registry: root, families, extra: Mutex::new(Registry::default()) }
     })

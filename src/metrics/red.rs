@@ -123,7 +123,7 @@ pub fn rpc_server(method: &str, code: &str, elapsed: Duration) {
     rpc(&RPC_SERVER, false, method, code, elapsed);
 }
 
-/// One gRPC call made (including its retries and pool wait in `elapsed`).
+/// One gRPC call attempt made (a retry is an attempt of its own).
 pub fn rpc_client(method: &str, code: &str, elapsed: Duration) {
     rpc(&RPC_CLIENT, true, method, code, elapsed);
 }

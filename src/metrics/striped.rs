@@ -65,6 +65,19 @@ pub trait ReadTimeSum: Send + Sync {
 ///
 /// Cloning shares the counter. `scale` turns the raw integer into the exposed value: `1.0`
 /// for counts, `1e-9` for durations stored in nanoseconds (exposed in seconds).
+///
+/// A service's own counter, exposed next to pinchpoint's families:
+///
+/// ```
+/// use pinchpoint::metrics::{self, Counter};
+///
+/// let jobs = Counter::new();
+/// metrics::with_extra_registry(|r| r.register("docs_jobs", "Jobs done", jobs.clone()));
+/// jobs.inc();
+/// jobs.inc_by(2);
+/// assert_eq!(jobs.get(), 3);
+/// assert!(metrics::encode().contains("docs_jobs_total 3"));
+/// ```
 #[derive(Clone)]
 pub struct Counter {
     // One indirection to the stripes; the length is a power of two.
@@ -102,11 +115,13 @@ impl Counter {
     }
 
     #[inline]
+    /// Adds one.
     pub fn inc(&self) {
         self.inc_by(1);
     }
 
     #[inline]
+    /// Adds `v`.
     pub fn inc_by(&self, v: u64) {
         // Safe indexing is fine: stripe_index() < stripe_count() == len.
         let i = raw_stripe() & (self.stripes.len() - 1);
@@ -167,25 +182,31 @@ pub struct Gauge {
 }
 
 impl Gauge {
+    /// A gauge at zero.
     pub fn new() -> Self {
         Self::default()
     }
     #[inline]
+    /// Adds one.
     pub fn inc(&self) {
         self.value.fetch_add(1, Relaxed);
     }
     #[inline]
+    /// Subtracts one.
     pub fn dec(&self) {
         self.value.fetch_sub(1, Relaxed);
     }
     #[inline]
+    /// Adds `v` (negative to subtract).
     pub fn add(&self, v: i64) {
         self.value.fetch_add(v, Relaxed);
     }
     #[inline]
+    /// Sets the value.
     pub fn set(&self, v: i64) {
         self.value.store(v, Relaxed);
     }
+    /// The current value.
     pub fn get(&self) -> i64 {
         self.value.load(Relaxed)
     }

@@ -29,11 +29,11 @@ use std::sync::atomic::{
 };
 use std::task::{Context, Poll};
 
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 
+use super::families;
 use crate::metrics::catalog::*;
-use crate::metrics::{emit_counter, emit_gauge, families, Histogram};
+use crate::metrics::{emit_counter, emit_gauge, Histogram};
 
 /// Threads that get a slot of their own; later threads share one set of atomic counters.
 pub const SLOTS: usize = 512;
@@ -188,6 +188,8 @@ fn claim_slot() -> Option<&'static Slot> {
         return None;
     }
     INSTALLED.store(true, Relaxed);
+    // Lock- and allocation-free: safe inside the allocator.
+    super::export();
     let n = NEXT_SLOT.fetch_add(1, Relaxed);
     let slot = SLOT_ARRAY.get(n);
     let v = slot.map_or(SHARED, |s| s as *const Slot as usize);
@@ -309,12 +311,19 @@ pub fn is_installed() -> bool {
 /// Totals over all threads.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AllocStats {
+    /// Allocations (including reallocations).
     pub allocs: u64,
+    /// Bytes allocated.
     pub alloc_bytes: u64,
+    /// Deallocations.
     pub frees: u64,
+    /// Bytes freed.
     pub free_bytes: u64,
+    /// Allocations of at least the large threshold.
     pub large: u64,
+    /// Bytes allocated and not yet freed.
     pub live_bytes: u64,
+    /// The most `live_bytes` seen at a read.
     pub peak_bytes: u64,
 }
 
@@ -416,21 +425,17 @@ impl<F: Future> Future for TrackAlloc<F> {
     }
 }
 
-#[derive(Debug)]
-pub(crate) struct AllocCollector;
-
-impl Collector for AllocCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let Some(s) = stats() else {
-            return Ok(());
-        };
-        emit_counter(&mut enc, &ALLOC, s.allocs)?;
-        emit_counter(&mut enc, &ALLOC_BYTES, s.alloc_bytes)?;
-        emit_counter(&mut enc, &ALLOC_LARGE, s.large)?;
-        emit_counter(&mut enc, &FREE, s.frees)?;
-        emit_counter(&mut enc, &FREE_BYTES, s.free_bytes)?;
-        emit_gauge(&mut enc, &HEAP_LIVE, s.live_bytes as i64)?;
-        emit_gauge(&mut enc, &HEAP_PEAK, s.peak_bytes as i64)?;
-        Ok(())
-    }
+/// The allocator's families, read at scrape time (part of the probes' metrics source).
+pub(super) fn encode(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let Some(s) = stats() else {
+        return Ok(());
+    };
+    emit_counter(enc, &ALLOC, s.allocs)?;
+    emit_counter(enc, &ALLOC_BYTES, s.alloc_bytes)?;
+    emit_counter(enc, &ALLOC_LARGE, s.large)?;
+    emit_counter(enc, &FREE, s.frees)?;
+    emit_counter(enc, &FREE_BYTES, s.free_bytes)?;
+    emit_gauge(enc, &HEAP_LIVE, s.live_bytes as i64)?;
+    emit_gauge(enc, &HEAP_PEAK, s.peak_bytes as i64)?;
+    Ok(())
 }

@@ -28,10 +28,12 @@ pub struct AsyncMutexGuard<'a, T: ?Sized> {
 }
 
 impl<T> AsyncMutex<T> {
+    /// A lock named `name` (a static, bounded name) holding `value`.
     pub fn new(name: &'static str, value: T) -> Self {
         Self { meta: meta(name), holder: HolderSite::default(), inner: tokio::sync::Mutex::new(value) }
     }
 
+    /// The value, consuming the lock.
     pub fn into_inner(self) -> T {
         self.inner.into_inner()
     }
@@ -62,6 +64,7 @@ impl<T: ?Sized> AsyncMutex<T> {
     }
 
     #[track_caller]
+    /// The lock if it is free now; never waits.
     pub fn try_lock(&self) -> Option<AsyncMutexGuard<'_, T>> {
         let guard = self.inner.try_lock().ok()?;
         self.meta.exclusive.acquire.inc();
@@ -69,10 +72,12 @@ impl<T: ?Sized> AsyncMutex<T> {
         Some(AsyncMutexGuard { meta: &self.meta, hold: hold_start(), guard })
     }
 
+    /// The value, through a unique borrow (no locking needed).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.get_mut()
     }
 
+    /// The lock's name.
     pub fn name(&self) -> &'static str {
         self.meta.name
     }
@@ -121,16 +126,19 @@ pub struct AsyncRwLockWriteGuard<'a, T: ?Sized> {
 }
 
 impl<T> AsyncRwLock<T> {
+    /// A lock named `name` (a static, bounded name) holding `value`.
     pub fn new(name: &'static str, value: T) -> Self {
         Self { meta: meta(name), holder: HolderSite::default(), inner: tokio::sync::RwLock::new(value) }
     }
 
+    /// The value, consuming the lock.
     pub fn into_inner(self) -> T {
         self.inner.into_inner()
     }
 }
 
 impl<T: ?Sized> AsyncRwLock<T> {
+    /// Shared access; waits asynchronously while a writer holds the lock.
     pub async fn read(&self) -> AsyncRwLockReadGuard<'_, T> {
         let guard = match self.inner.try_read() {
             Ok(g) => {
@@ -149,6 +157,7 @@ impl<T: ?Sized> AsyncRwLock<T> {
     }
 
     #[track_caller]
+    /// Exclusive access; waits asynchronously while anyone holds the lock.
     pub fn write(&self) -> impl Future<Output = AsyncRwLockWriteGuard<'_, T>> + '_ {
         let site = Location::caller();
         async move {
@@ -170,10 +179,12 @@ impl<T: ?Sized> AsyncRwLock<T> {
         }
     }
 
+    /// The value, through a unique borrow (no locking needed).
     pub fn get_mut(&mut self) -> &mut T {
         self.inner.get_mut()
     }
 
+    /// The lock's name.
     pub fn name(&self) -> &'static str {
         self.meta.name
     }
@@ -220,6 +231,7 @@ pub struct Semaphore {
 pub type SemaphorePermit<'a> = tokio::sync::SemaphorePermit<'a>;
 
 impl Semaphore {
+    /// A semaphore named `name` with `permits` permits.
     pub fn new(name: &'static str, permits: usize) -> Self {
         Self { meta: meta(name), inner: tokio::sync::Semaphore::new(permits) }
     }
@@ -241,24 +253,29 @@ impl Semaphore {
         }
     }
 
+    /// A permit if one is free now; never waits.
     pub fn try_acquire(&self) -> Result<SemaphorePermit<'_>, tokio::sync::TryAcquireError> {
         let p = self.inner.try_acquire()?;
         self.meta.shared.acquire.inc();
         Ok(p)
     }
 
+    /// Adds `n` permits.
     pub fn add_permits(&self, n: usize) {
         self.inner.add_permits(n);
     }
 
+    /// Permits free now.
     pub fn available_permits(&self) -> usize {
         self.inner.available_permits()
     }
 
+    /// Closes the semaphore: waiting and later acquisitions fail.
     pub fn close(&self) {
         self.inner.close();
     }
 
+    /// The semaphore's name.
     pub fn name(&self) -> &'static str {
         self.meta.name
     }

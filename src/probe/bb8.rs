@@ -20,7 +20,6 @@
 //! # Ok(())
 //! # }
 //! ```
-#![warn(missing_docs)]
 
 use std::ops::{Deref, DerefMut};
 

@@ -106,6 +106,7 @@ impl Sampler {
         }
     }
 
+    /// The sampled resource, `kind:name`.
     pub fn resource(&self) -> &Arc<str> {
         &self.resource
     }

@@ -19,7 +19,6 @@
 //! # Ok(())
 //! # }
 //! ```
-#![warn(missing_docs)]
 
 use std::ops::{Deref, DerefMut};
 

@@ -24,9 +24,11 @@ pub struct LeakCheck {
 /// A task still alive at the deadline.
 #[derive(Debug, Clone)]
 pub struct LeakedTask {
+    /// Its name, when spawned with one.
     pub name: Option<&'static str>,
     /// `file:line` of the spawn.
     pub site: String,
+    /// How long it had been alive.
     pub age: Duration,
     /// `None`: never polled.
     pub since_last_poll: Option<Duration>,
@@ -35,7 +37,9 @@ pub struct LeakedTask {
 /// Tasks still alive when the check's deadline passed.
 #[derive(Debug, Clone)]
 pub struct LeakReport {
+    /// How long the check waited for them.
     pub waited: Duration,
+    /// The tasks, oldest first.
     pub tasks: Vec<LeakedTask>,
 }
 

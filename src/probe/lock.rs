@@ -96,10 +96,12 @@ pub struct RwLockWriteGuard<'a, T: ?Sized> {
 }
 
 impl<T> RwLock<T> {
+    /// A lock named `name` (a static, bounded name such as `cache.map`) holding `value`.
     pub fn new(name: &'static str, value: T) -> Self {
         Self { cell: Pinned::new(name, parking_lot::RwLock::new(value)) }
     }
 
+    /// The value, consuming the lock.
     pub fn into_inner(self) -> T {
         self.cell.into_inner().into_inner()
     }
@@ -179,21 +181,25 @@ impl<T: ?Sized> RwLock<T> {
         self.write_guard(g, site, Some(Contended { mode: Mode::Exclusive, wait, holder }))
     }
 
+    /// Shared access if no writer holds the lock now; never blocks.
     pub fn try_read(&self) -> Option<RwLockReadGuard<'_, T>> {
         let guard = self.cell.lock.try_read()?;
         Some(self.read_guard(guard, None))
     }
 
     #[track_caller]
+    /// Exclusive access if nobody holds the lock now; never blocks.
     pub fn try_write(&self) -> Option<RwLockWriteGuard<'_, T>> {
         let guard = self.cell.lock.try_write()?;
         Some(self.write_guard(guard, Location::caller(), None))
     }
 
+    /// The value, through a unique borrow (no locking needed).
     pub fn get_mut(&mut self) -> &mut T {
         self.cell.lock_mut().get_mut()
     }
 
+    /// The lock's name.
     pub fn name(&self) -> &'static str {
         self.cell.local.meta.name
     }

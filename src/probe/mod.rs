@@ -20,8 +20,41 @@ pub mod runtime;
 pub mod task;
 pub mod worker;
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 use std::time::Instant;
+
+use crate::metrics::{self, Families, Source};
+
+/// The families the probes read at scrape time: the allocator's, the live tasks' and the
+/// runtime's, in that order. Each is empty until its probe has something to say.
+struct Scraped;
+
+impl Source for Scraped {
+    fn encode(&self, enc: &mut prometheus_client::encoding::DescriptorEncoder<'_>) -> std::fmt::Result {
+        alloc::encode(enc)?;
+        task::encode(enc)?;
+        runtime::encode(enc)
+    }
+}
+
+/// Adds the probes' scrape-time families to the metrics, once. Called where each of them
+/// first gets data (a thread's first counted allocation, a tracked task, a hooked or
+/// registered runtime): lock- and allocation-free, as the allocator calls it.
+pub(crate) fn export() {
+    static SCRAPED: &dyn Source = &Scraped;
+    static ADDED: AtomicBool = AtomicBool::new(false);
+    if !ADDED.load(Relaxed) {
+        metrics::add_source(&SCRAPED);
+        ADDED.store(true, Relaxed);
+    }
+}
+
+/// [`metrics::families`] for probes whose series appear next to scrape-time families.
+pub(crate) fn families() -> &'static Families {
+    export();
+    metrics::families()
+}
 
 /// The probes' epoch: the first time any probe asked for the clock.
 pub(crate) fn epoch() -> Instant {

@@ -24,6 +24,19 @@ use super::lock_meta::{hold_sampled, Contended, Local, Mode, Waiting};
 use super::raw_mutex::{Held, Won};
 
 /// A mutual-exclusion lock that reports contention (parking_lot API).
+///
+/// Every lock with the same name reports into the same series,
+/// `pinchpoint_lock_*{lock="NAME"}`: acquisitions, contended acquisitions, waits, holds and
+/// waiters.
+///
+/// ```
+/// use pinchpoint::probe::lock::Mutex;
+///
+/// let hits = Mutex::new("docs.hits", 0u64);
+/// *hits.lock() += 1;
+/// assert_eq!(*hits.lock(), 1);
+/// assert!(pinchpoint::metrics::encode().contains(r#"lock="docs.hits""#));
+/// ```
 pub struct Mutex<T: ?Sized> {
     cell: Pinned<Data<T>>,
 }
@@ -55,6 +68,7 @@ impl<T> Mutex<T> {
         Self { cell: Pinned::new(name, Data(UnsafeCell::new(value))) }
     }
 
+    /// The value, consuming the lock.
     pub fn into_inner(self) -> T {
         self.cell.into_inner().0.into_inner()
     }
@@ -87,10 +101,12 @@ impl<T: ?Sized> Mutex<T> {
         Some(self.guard(held, Location::caller(), false))
     }
 
+    /// The value, through a unique borrow (no locking needed).
     pub fn get_mut(&mut self) -> &mut T {
         self.cell.lock_mut().0.get_mut()
     }
 
+    /// Whether anyone holds the lock now.
     pub fn is_locked(&self) -> bool {
         self.cell.local.word.is_locked()
     }

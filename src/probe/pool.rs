@@ -42,6 +42,24 @@ struct Inner {
 pub const COMMON_CLOSE_REASONS: &[&str] = &["idle", "error", "per-request", "shutdown"];
 
 /// A pool's probe. Cheap to clone (an `Arc`); every clone reports into the same series.
+///
+/// Wrap each acquisition of the pool being measured: [`acquire_started`](Self::acquire_started)
+/// before asking the pool, then report how it ended; the [`Lease`] counts the resource as in
+/// use until dropped.
+///
+/// ```
+/// use pinchpoint::probe::pool::PoolProbe;
+///
+/// let probe = PoolProbe::new("docs.connections", 4);
+/// let acquiring = probe.acquire_started();
+/// // ... take a connection from the pool ...
+/// let lease = acquiring.acquired();
+/// assert_eq!(probe.in_use(), 1);
+/// drop(lease); // the connection went back
+/// assert_eq!(probe.in_use(), 0);
+/// let families = pinchpoint::metrics::families();
+/// assert_eq!(families.pool_acquire.get(["docs.connections", "immediate"]).get(), 1);
+/// ```
 #[derive(Clone)]
 pub struct PoolProbe {
     inner: Arc<Inner>,
@@ -80,6 +98,7 @@ impl PoolProbe {
         Self { inner }
     }
 
+    /// The pool's name.
     pub fn name(&self) -> &str {
         &self.inner.name
     }
@@ -127,6 +146,7 @@ impl PoolProbe {
         self.inner.size.set(n as i64);
     }
 
+    /// Sets the most the pool may hold (`pool_max_size`).
     pub fn set_max_size(&self, n: usize) {
         self.inner.max_size.set(n as i64);
     }
@@ -244,6 +264,18 @@ impl std::fmt::Debug for Lease {
 }
 
 /// A `tokio::sync::Semaphore` reporting as pool `name` (max size = permits).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let slots = pinchpoint::probe::pool::Semaphore::new("docs.slots", 2);
+/// let permit = slots.acquire().await.expect("not closed");
+/// assert_eq!(slots.probe().in_use(), 1);
+/// assert_eq!(slots.available_permits(), 1);
+/// drop(permit);
+/// assert_eq!(slots.probe().in_use(), 0);
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Semaphore {
     sem: Arc<tokio::sync::Semaphore>,
@@ -263,12 +295,14 @@ pub struct Permit {
 pub struct Closed;
 
 impl Semaphore {
+    /// A semaphore of `permits` permits, reporting as pool `name`.
     pub fn new(name: &str, permits: usize) -> Self {
         let probe = PoolProbe::new(name, permits);
         probe.set_size(permits);
         Self { sem: Arc::new(tokio::sync::Semaphore::new(permits)), probe }
     }
 
+    /// The probe the semaphore reports into.
     pub fn probe(&self) -> &PoolProbe {
         &self.probe
     }
@@ -313,10 +347,12 @@ impl Semaphore {
         Some(Permit { _lease: self.probe.acquired_immediately(), _permit: permit })
     }
 
+    /// Permits free now.
     pub fn available_permits(&self) -> usize {
         self.sem.available_permits()
     }
 
+    /// Closes the semaphore: waiting and later acquisitions fail with [`Closed`].
     pub fn close(&self) {
         self.sem.close();
     }
@@ -325,17 +361,29 @@ impl Semaphore {
 /// One row of `/debug/pools`.
 #[derive(Debug, Clone, Serialize)]
 pub struct PoolReport {
+    /// The pool's name.
     pub pool: String,
+    /// The most it may hold.
     pub max_size: i64,
+    /// Resources it holds now (open connections).
     pub size: i64,
+    /// Resources leased now.
     pub in_use: i64,
+    /// Callers waiting for one now.
     pub waiters: i64,
+    /// Acquisitions that did not wait.
     pub acquired_immediately: u64,
+    /// Acquisitions that waited.
     pub acquired_after_wait: u64,
+    /// Acquisitions that gave up at a deadline.
     pub timeouts: u64,
+    /// Acquisitions that failed.
     pub errors: u64,
+    /// Seconds callers waited in total.
     pub acquire_wait_seconds_total: f64,
+    /// Integral of `in_use` over time, in seconds.
     pub in_use_seconds_total: f64,
+    /// Resources opened (connections made).
     pub opened: u64,
 }
 

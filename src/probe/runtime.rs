@@ -17,7 +17,6 @@ use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::OnceLock;
 
 use parking_lot::Mutex;
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use tokio::runtime::{Builder, Handle};
 
@@ -37,6 +36,7 @@ fn poll_histogram() -> &'static Histogram {
 /// Attaches `handle`'s runtime to the metrics (replacing any earlier one).
 pub fn register(handle: Handle) {
     explain_missing_unstable();
+    super::export();
     *HANDLE.lock() = Some(handle);
 }
 
@@ -82,6 +82,7 @@ pub(super) fn poll_started_ns() -> u64 {
 /// Installs task tracking and poll timing hooks on `builder`. Without `--cfg tokio_unstable`
 /// tokio has no hooks: this leaves `builder` as it is and logs [`UNSTABLE_HINT`] once.
 pub fn install_hooks(builder: &mut Builder) -> &mut Builder {
+    super::export();
     #[cfg(not(tokio_unstable))]
     {
         explain_missing_unstable();
@@ -128,43 +129,39 @@ pub fn builder_current_thread() -> Builder {
     b
 }
 
-#[derive(Debug)]
-pub(crate) struct RuntimeCollector;
-
-impl Collector for RuntimeCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        if HOOKS.load(Relaxed) {
-            poll_histogram().encode(describe(&mut enc, &RUNTIME_POLL)?)?;
-        }
-        let Some(handle) = HANDLE.lock().clone() else {
-            return Ok(());
-        };
-        let m = handle.metrics();
-        let workers = m.num_workers();
-        emit_gauge(&mut enc, &RUNTIME_WORKERS, workers as i64)?;
-        emit_gauge(&mut enc, &RUNTIME_ALIVE_TASKS, m.num_alive_tasks() as i64)?;
-        emit_gauge(&mut enc, &RUNTIME_GLOBAL_QUEUE, m.global_queue_depth() as i64)?;
-        {
-            let mut e = describe(&mut enc, &RUNTIME_WORKER_BUSY)?;
-            for w in 0..workers {
-                let label = w.to_string();
-                let busy = m.worker_total_busy_duration(w).as_secs_f64();
-                e.encode_family(&[("worker", label.as_str())])?.encode_counter::<NoLabelSet, _, f64>(&busy, None)?;
-            }
-        }
-        {
-            let mut e = describe(&mut enc, &RUNTIME_WORKER_PARK)?;
-            for w in 0..workers {
-                let label = w.to_string();
-                e.encode_family(&[("worker", label.as_str())])?
-                    .encode_counter::<NoLabelSet, _, u64>(&m.worker_park_count(w), None)?;
-            }
-        }
-        #[cfg(tokio_unstable)]
-        {
-            emit_gauge(&mut enc, &RUNTIME_BLOCKING_THREADS, m.num_blocking_threads() as i64)?;
-            emit_gauge(&mut enc, &RUNTIME_BLOCKING_QUEUE, m.blocking_queue_depth() as i64)?;
-        }
-        Ok(())
+/// The runtime's families, read at scrape time (part of the probes' metrics source).
+pub(super) fn encode(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    if HOOKS.load(Relaxed) {
+        poll_histogram().encode(describe(enc, &RUNTIME_POLL)?)?;
     }
+    let Some(handle) = HANDLE.lock().clone() else {
+        return Ok(());
+    };
+    let m = handle.metrics();
+    let workers = m.num_workers();
+    emit_gauge(enc, &RUNTIME_WORKERS, workers as i64)?;
+    emit_gauge(enc, &RUNTIME_ALIVE_TASKS, m.num_alive_tasks() as i64)?;
+    emit_gauge(enc, &RUNTIME_GLOBAL_QUEUE, m.global_queue_depth() as i64)?;
+    {
+        let mut e = describe(enc, &RUNTIME_WORKER_BUSY)?;
+        for w in 0..workers {
+            let label = w.to_string();
+            let busy = m.worker_total_busy_duration(w).as_secs_f64();
+            e.encode_family(&[("worker", label.as_str())])?.encode_counter::<NoLabelSet, _, f64>(&busy, None)?;
+        }
+    }
+    {
+        let mut e = describe(enc, &RUNTIME_WORKER_PARK)?;
+        for w in 0..workers {
+            let label = w.to_string();
+            e.encode_family(&[("worker", label.as_str())])?
+                .encode_counter::<NoLabelSet, _, u64>(&m.worker_park_count(w), None)?;
+        }
+    }
+    #[cfg(tokio_unstable)]
+    {
+        emit_gauge(enc, &RUNTIME_BLOCKING_THREADS, m.num_blocking_threads() as i64)?;
+        emit_gauge(enc, &RUNTIME_BLOCKING_QUEUE, m.blocking_queue_depth() as i64)?;
+    }
+    Ok(())
 }

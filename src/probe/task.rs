@@ -23,14 +23,14 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::clock_ns;
+use super::families;
 use crate::metrics::catalog::{TASKS_ALIVE, TASK_LEAK_SUSPECTS, TASK_OLDEST};
-use crate::metrics::{describe, families, Counter};
+use crate::metrics::{describe, Counter};
 
 pub use super::leak::{LeakCheck, LeakReport, LeakedTask};
 
@@ -181,6 +181,7 @@ pub fn set_leak_threshold(d: Duration) {
     LEAK_THRESHOLD_NS.store(d.as_nanos().min(u64::MAX as u128) as u64, Relaxed);
 }
 
+/// The age past which an idle task of a growing label counts as a leak suspect (see [`set_leak_threshold`]).
 pub fn leak_threshold() -> Duration {
     Duration::from_nanos(LEAK_THRESHOLD_NS.load(Relaxed))
 }
@@ -242,6 +243,20 @@ fn new_state(name: Option<&'static str>, site: &'static Location<'static>) -> Ar
 }
 
 /// Spawns a task labelled `name` (a bounded, static name such as `flush` or `conn`).
+///
+/// The task counts in `tasks_*{task="NAME"}` and `/debug/tasks` while it lives, and
+/// tokio-console shows it under its name at the caller's file and line.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let flush = pinchpoint::probe::task::spawn("docs.flush", async { 2 + 2 });
+/// assert_eq!(flush.await.unwrap(), 4);
+/// let families = pinchpoint::metrics::families();
+/// assert_eq!(families.tasks_spawned.get(["docs.flush"]).get(), 1);
+/// assert_eq!(families.tasks_finished.get(["docs.flush"]).get(), 1);
+/// # }
+/// ```
 #[track_caller]
 pub fn spawn<F>(name: &'static str, fut: F) -> JoinHandle<F::Output>
 where
@@ -434,45 +449,48 @@ fn groups() -> Vec<Group> {
     v
 }
 
-#[derive(Debug)]
-pub(crate) struct TaskCollector;
-
-impl Collector for TaskCollector {
-    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let groups = groups();
-        if groups.is_empty() {
-            return Ok(());
-        }
-        for (spec, pick) in [(&TASKS_ALIVE, 0), (&TASK_LEAK_SUSPECTS, 1), (&TASK_OLDEST, 2)] {
-            let mut m = describe(&mut enc, spec)?;
-            for g in &groups {
-                let labels = [("task", g.label.as_str())];
-                let mut s = m.encode_family(&labels)?;
-                match pick {
-                    0 => s.encode_gauge(&g.alive)?,
-                    1 => s.encode_gauge(&g.suspects)?,
-                    _ => s.encode_gauge(&g.oldest.as_secs_f64())?,
-                }
+/// The live tasks' families, read at scrape time (part of the probes' metrics source).
+pub(super) fn encode(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+    let groups = groups();
+    if groups.is_empty() {
+        return Ok(());
+    }
+    for (spec, pick) in [(&TASKS_ALIVE, 0), (&TASK_LEAK_SUSPECTS, 1), (&TASK_OLDEST, 2)] {
+        let mut m = describe(enc, spec)?;
+        for g in &groups {
+            let labels = [("task", g.label.as_str())];
+            let mut s = m.encode_family(&labels)?;
+            match pick {
+                0 => s.encode_gauge(&g.alive)?,
+                1 => s.encode_gauge(&g.suspects)?,
+                _ => s.encode_gauge(&g.oldest.as_secs_f64())?,
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// Live tasks of one label, for `/debug/tasks`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskGroupReport {
+    /// The label: the task's name, or its spawn site.
     pub task: String,
+    /// Live tasks of the label.
     pub alive: i64,
+    /// Of those, leak suspects.
     pub leak_suspects: i64,
+    /// Age of the oldest, in seconds.
     pub oldest_seconds: f64,
 }
 
 /// One live task, for `/debug/tasks`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TaskRow {
+    /// The label: the task's name, or its spawn site.
     pub task: String,
+    /// `file:line` of the spawn.
     pub site: String,
+    /// Its age, in seconds.
     pub age_seconds: f64,
     /// `None`: never polled.
     pub since_last_poll_seconds: Option<f64>,
@@ -481,11 +499,15 @@ pub struct TaskRow {
 /// `/debug/tasks`: live tasks by label, and the oldest few.
 #[derive(Debug, Clone, Serialize)]
 pub struct TasksReport {
+    /// [`leak_threshold`], in seconds.
     pub leak_threshold_seconds: f64,
+    /// Live tasks by label, most first.
     pub by_task: Vec<TaskGroupReport>,
+    /// The oldest live tasks.
     pub oldest: Vec<TaskRow>,
 }
 
+/// Live tasks by label, and the `oldest` oldest ones (`/debug/tasks`).
 pub fn report(oldest: usize) -> TasksReport {
     let by_task = groups()
         .into_iter()

@@ -53,6 +53,22 @@ struct Shared {
 }
 
 /// A pool of `workers` tasks running submitted futures, with a queue of `capacity`.
+///
+/// Its tasks are labelled with the pool's name (in `tasks_*` and tokio-console), and it
+/// reports as `pinchpoint_worker*{pool="NAME"}`.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use pinchpoint::probe::worker::{SubmitError, WorkerPool};
+///
+/// let pool = WorkerPool::new("docs.thumbnails", 2, 100);
+/// pool.submit(async { /* resize one image */ }).expect("the queue has room");
+/// pool.submit_wait(async {}).await.expect("not shut down");
+/// pool.shutdown().await; // runs what is queued, then stops the workers
+/// assert_eq!(pool.submit(async {}), Err(SubmitError::Closed));
+/// # }
+/// ```
 pub struct WorkerPool {
     shared: Arc<Shared>,
     workers: Mutex<Vec<JoinHandle<()>>>,
@@ -93,6 +109,7 @@ impl WorkerPool {
         Self { shared, workers: Mutex::new(handles), count: workers }
     }
 
+    /// The pool's name.
     pub fn name(&self) -> &'static str {
         self.shared.name
     }
@@ -168,6 +185,7 @@ impl WorkerPool {
         self.shared.queue.lock().len()
     }
 
+    /// How many workers it runs.
     pub fn workers(&self) -> usize {
         self.count
     }

@@ -26,20 +26,26 @@ use super::{diff, Format};
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct FlameArgs {
     #[command(subcommand)]
+    /// `diff`, or none to capture.
     pub command: Option<FlameCommand>,
     #[command(flatten)]
+    /// What to capture, and from where.
     pub capture: CaptureArgs,
 }
 
 #[derive(Subcommand, Debug)]
+/// `pinchpoint flame` subcommands.
 pub enum FlameCommand {
     /// A differential flamegraph of two folded captures (red grew, blue shrank).
     Diff(DiffArgs),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+/// `--kind`: what to capture.
 pub enum KindArg {
+    /// Where CPU time goes.
     Cpu,
+    /// Where tasks wait on locks and pools.
     Contention,
 }
 

@@ -27,8 +27,11 @@ pub const MAX_SECONDS: f64 = 60.0;
 /// Validated query parameters.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Params {
+    /// How long to capture.
     pub seconds: Duration,
+    /// CPU samples per second.
     pub hz: u32,
+    /// The output format.
     pub format: Format,
 }
 

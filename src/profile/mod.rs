@@ -30,6 +30,7 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// `cpu` or `contention`.
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Cpu => "cpu",
@@ -74,6 +75,7 @@ impl Format {
         }
     }
 
+    /// `pb`, `svg` or `folded`.
     pub fn as_str(self) -> &'static str {
         match self {
             Format::Pb => "pb",
@@ -82,6 +84,7 @@ impl Format {
         }
     }
 
+    /// The HTTP content type of this format.
     pub fn content_type(self) -> &'static str {
         match self {
             Format::Pb => "application/octet-stream",
@@ -115,6 +118,7 @@ impl Frame {
 pub struct Sample {
     /// Root (outermost) first, leaf last.
     pub frames: Vec<Frame>,
+    /// One value per sample type.
     pub values: Vec<i64>,
     /// String labels (`thread`, `resource`...): pprof labels in pb.
     pub labels: Vec<(String, String)>,
@@ -123,6 +127,7 @@ pub struct Sample {
 /// A captured profile, independent of the output format.
 #[derive(Clone, Debug)]
 pub struct StackProfile {
+    /// What was captured.
     pub kind: Kind,
     /// `(type, unit)` of each value, e.g. `("cpu", "nanoseconds")`.
     pub sample_types: Vec<(String, String)>,
@@ -130,11 +135,15 @@ pub struct StackProfile {
     pub default_sample_type: usize,
     /// `(type, unit)` of the sampling period, and the period itself.
     pub period_type: (String, String),
+    /// The sampling period, in `period_type` units.
     pub period: i64,
+    /// When the capture started.
     pub start: SystemTime,
+    /// How long it ran.
     pub duration: Duration,
     /// Free-form notes carried into the pb `comment` field (sampling rate, scale).
     pub comments: Vec<String>,
+    /// The stacks and their values.
     pub samples: Vec<Sample>,
 }
 
@@ -161,10 +170,13 @@ pub enum Error {
     #[error("a CPU profile is already running in this process; retry when it ends")]
     Busy,
     #[error("cpu profiler: {0}")]
+    /// The profiler could not start or stop.
     Profiler(String),
     #[error("encoding the profile: {0}")]
+    /// The capture could not be encoded in the format asked for.
     Encode(String),
     #[error("{0}")]
+    /// Reading or writing a file failed.
     Io(#[from] std::io::Error),
 }
 

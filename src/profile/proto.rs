@@ -2,6 +2,8 @@
 //! google/pprof publishes), written out as prost structs so the `profiling` feature needs no
 //! build-time proto compiler. Field numbers and types match the .proto one for one;
 //! `tests/profile_pprof.rs` decodes our output against the .proto itself to keep them honest.
+//! Each field is the .proto's field of the same name, which documents it.
+#![allow(missing_docs)]
 
 /// A profile: samples, each a stack of location ids plus one value per sample type.
 #[derive(Clone, PartialEq, prost::Message)]

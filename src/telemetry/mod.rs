@@ -48,9 +48,7 @@ mod span;
 mod task_trace;
 
 pub use propagate::{Propagate, PropagateLayer};
-#[cfg(feature = "lab")]
-pub use span::grpc_server_span;
-pub use span::{grpc_client_span, http_request_span, sampled_trace_id, store_span, Span};
+pub use span::{grpc_client_span, grpc_server_span, http_request_span, sampled_trace_id, store_span, Span};
 
 /// Stand-ins for a build without the `otlp` feature, where no span is ever sampled.
 #[cfg(not(feature = "otlp"))]
@@ -92,9 +90,11 @@ pub const DEFAULT_FILTER: &str = "info,h2=warn,tower=warn,async_nats=warn";
 /// `tracing` spans.
 pub const DEFAULT_OTEL_FILTER: &str = "pinchpoint=debug";
 
-/// tokio-console ports of DESIGN.md.
+/// tokio-console ports of DESIGN.md: the gateway's.
 pub const CONSOLE_ADDR_GATEWAY: &str = "127.0.0.1:6669";
+/// The service's.
 pub const CONSOLE_ADDR_SERVICE: &str = "127.0.0.1:6670";
+/// The monolith's (the gateway's port: they never run together).
 pub const CONSOLE_ADDR_MONOLITH: &str = "127.0.0.1:6669";
 
 /// The default console address of a role (`gateway`, `service`, `monolith`).
@@ -117,26 +117,45 @@ pub struct TelemetryConfig {
 }
 
 impl TelemetryConfig {
+    /// The config of `role`: no console, OTLP when the environment asks for it.
     pub fn new(role: impl Into<String>) -> Self {
         TelemetryConfig { role: role.into(), console: None, otlp_from_env: true }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
+/// Why [`init`] installed nothing.
 pub enum TelemetryError {
     #[error("cannot listen on {addr} (tokio-console): {source}; pick another --console-addr or free the port")]
-    ConsoleBind { addr: SocketAddr, source: std::io::Error },
+    /// The console's address could not be bound.
+    ConsoleBind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
     #[error("--console needs the `console` cargo feature, which this build lacks")]
+    /// A console was asked for in a build without the `console` feature.
     ConsoleNotBuilt,
     #[error("{name}={value:?} is not a duration: write it as 30s, 500ms, 2m or 1h")]
-    ConsoleEnv { name: &'static str, value: String },
+    /// A console environment variable is not a duration.
+    ConsoleEnv {
+        /// The variable.
+        name: &'static str,
+        /// Its value.
+        value: String,
+    },
     #[error("OTLP export is configured ({0}) but this build lacks the `otlp` cargo feature")]
+    /// OTLP export was configured (the variable named) in a build without the `otlp` feature.
     OtlpNotBuilt(&'static str),
     #[error("OTLP exporter: {0}")]
+    /// The OTLP exporter could not be built.
     Otlp(String),
     #[error("bad filter: {0}")]
+    /// `RUST_LOG` or `PINCHPOINT_OTEL_FILTER` does not parse.
     Filter(String),
     #[error("a global tracing subscriber is already installed")]
+    /// Another global `tracing` subscriber was installed first.
     AlreadyInstalled,
 }
 

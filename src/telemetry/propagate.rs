@@ -37,6 +37,7 @@ pub struct Propagate<S> {
 const INDEXED_PER_CLIENT: u32 = 2;
 
 impl<S> Propagate<S> {
+    /// Wraps `inner` (a gRPC channel).
     pub fn new(inner: S) -> Self {
         Propagate { inner, indexed: Arc::new(AtomicU32::new(0)) }
     }

@@ -322,35 +322,48 @@ pub fn grpc_client_span(method: &'static str, attempt: u32) -> Span {
     logged(log())
 }
 
-/// The span of one gRPC call served, child of the caller's `traceparent` metadata.
-#[cfg(feature = "lab")]
-pub fn grpc_server_span(method: &'static str, metadata: &tonic::metadata::MetadataMap) -> Span {
+/// The span of one gRPC call served (`path` is the request's `/package.Service/Method`),
+/// child of the caller's `traceparent` header.
+pub fn grpc_server_span(path: &str, headers: &http::HeaderMap) -> Span {
+    let full = path.trim_start_matches('/');
+    let (service, method) = full.rsplit_once('/').unwrap_or(("", full));
     let log = || {
         tracing::debug_span!(
             target: "pinchpoint::rpc",
             "rpc.server",
-            otel.name = %format_args!("counter.v1.CounterService/{method}"),
+            otel.name = %full,
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
             rpc.system = "grpc",
-            rpc.service = "counter.v1.CounterService",
-            rpc.method = method,
+            rpc.service = %service,
+            rpc.method = %method,
             rpc.grpc.status_code = tracing::field::Empty,
         )
     };
     #[cfg(feature = "otlp")]
     {
-        // MetadataMap is a HeaderMap underneath.
+        use opentelemetry::KeyValue;
         entry(
-            metadata.as_ref(),
+            headers,
             opentelemetry::trace::SpanKind::Server,
-            || (rpc_name(method), rpc_attributes(method)),
+            || {
+                // Interned like route templates: a server's methods are a bounded set.
+                let own = |s: &str| interned(s).unwrap_or_else(|| Cow::Owned(s.to_owned()));
+                // Room for the status, pushed at the end: a full Vec would reallocate.
+                let mut attributes = Vec::with_capacity(4);
+                attributes.extend([
+                    KeyValue::new("rpc.system", "grpc"),
+                    KeyValue::new("rpc.service", own(service)),
+                    KeyValue::new("rpc.method", own(method)),
+                ]);
+                (own(full), attributes)
+            },
             log,
         )
     }
     #[cfg(not(feature = "otlp"))]
     {
-        let _ = metadata;
+        let _ = headers;
         logged(log())
     }
 }
