@@ -559,7 +559,7 @@ async fn climb(system: &System, opts: &LabOptions, done: &mut Climb) -> anyhow::
             let after = system.snapshot_all().await;
             let elapsed = peak_started.elapsed();
             *headline = headline::figures(&before, &after, elapsed, &system.scenario);
-            *windows = system.observe(level, opts.doctor_window).await;
+            *windows = system.observe(level, opts.doctor_window * system.scenario.doctor_window_factor).await;
             if let Some(out) = &opts.out {
                 let dir = out.join("metrics").join(name);
                 snapshot_files.extend(save_windows(&dir, windows)?.into_iter().map(|p| relative(&p, Some(out))));

@@ -39,6 +39,9 @@ pub struct Scenario {
     pub keys: u32,
     /// `--store-work` of this scenario as a multiple of the lab's (1 for all but global-lock).
     pub store_work_factor: u32,
+    /// `--doctor-window` of this scenario as a multiple of the lab's (1 for all but
+    /// undersized-workers, whose jobs are long).
+    pub doctor_window_factor: u32,
 }
 
 /// Work under the store lock per increment (`lab --store-work`), the same in every
@@ -75,6 +78,7 @@ fn scenario(name: &'static str, summary: &'static str, expect: &'static str, top
         asynchronous: false,
         keys: 100,
         store_work_factor: 1,
+        doctor_window_factor: 1,
     }
 }
 
@@ -89,6 +93,12 @@ pub const GLOBAL_LOCK_WORK_FACTOR: u32 = 5;
 /// the single flush worker was 24% busy, its queue waits only bursts. Distinct keys keep the
 /// jobs coming, so the pool is really too small for the load.
 pub const UNDERSIZED_KEYS: u32 = 10_000;
+
+/// undersized-workers holds its peak for this many doctor windows. Its one flush worker runs
+/// 110 ms jobs on a quiet machine and 200 ms ones on a loaded machine: 5 to 9 jobs a second,
+/// so a 3 s window can see fewer than the 20 jobs the doctor needs before it calls a pool
+/// undersized.
+pub const UNDERSIZED_WINDOW_FACTOR: u32 = 3;
 
 impl Scenario {
     fn with_store_work_factor(mut self, factor: u32) -> Self {
@@ -140,6 +150,7 @@ pub fn all() -> Vec<Scenario> {
             batch_size: 20,
             asynchronous: true,
             keys: UNDERSIZED_KEYS,
+            doctor_window_factor: UNDERSIZED_WINDOW_FACTOR,
             ..scenario(
                 "undersized-workers",
                 "write buffer flushed by 1 worker into a store that takes 20 ms per call",
