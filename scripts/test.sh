@@ -36,6 +36,10 @@ cargo test --all-targets --features bb8,deadpool "$@"
 # The doctor names every lab scenario's bottleneck (release build, lab --quick).
 scripts/lab-doctor.sh
 
+# The uninstrumented twin (`--cfg pinchpoint_bare`, scripts/overhead.sh) compiles without
+# warnings: every probe has its plain counterpart with the same API.
+scripts/overhead.sh --check
+
 # The library's docs build without warnings, and the package lists its files.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features profiling
 cargo package --list --allow-dirty >/dev/null

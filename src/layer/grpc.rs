@@ -73,11 +73,22 @@ impl RpcServerLayer {
     }
 }
 
+#[cfg(not(pinchpoint_bare))]
 impl<S> Layer<S> for RpcServerLayer {
     type Service = RpcServer<S>;
 
     fn layer(&self, inner: S) -> RpcServer<S> {
         RpcServer { inner }
+    }
+}
+
+/// The uninstrumented twin (`--cfg pinchpoint_bare`): the layer adds nothing.
+#[cfg(pinchpoint_bare)]
+impl<S> Layer<S> for RpcServerLayer {
+    type Service = S;
+
+    fn layer(&self, inner: S) -> S {
+        inner
     }
 }
 
@@ -148,11 +159,22 @@ impl RpcClientLayer {
     }
 }
 
+#[cfg(not(pinchpoint_bare))]
 impl<S> Layer<S> for RpcClientLayer {
     type Service = RpcClient<S>;
 
     fn layer(&self, inner: S) -> RpcClient<S> {
         RpcClient { inner }
+    }
+}
+
+/// The uninstrumented twin (`--cfg pinchpoint_bare`): the layer adds nothing.
+#[cfg(pinchpoint_bare)]
+impl<S> Layer<S> for RpcClientLayer {
+    type Service = S;
+
+    fn layer(&self, inner: S) -> S {
+        inner
     }
 }
 
