@@ -3,7 +3,9 @@
 //! uninstrumented twin built with `--cfg pinchpoint_bare` (scripts/overhead.sh). Their runs are
 //! interleaved level by level, the order flipping every round, so drift on a shared machine
 //! hits both alike; each round gives one on/off ratio, and the report shows the ratios' min,
-//! median and max.
+//! median and max. Besides QPS and p99 it gives the CPU time the system's processes spent per
+//! request: on a shared machine throughput swings with whatever else runs, while the CPU a
+//! request costs barely does.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -15,6 +17,7 @@ use serde::Serialize;
 use crate::lab::http;
 use crate::lab::runner::{summarize, LabOptions, LevelReport, RunSummary, Skip, System};
 use crate::lab::scenario::Scenario;
+use crate::load::Level;
 
 /// Min, median and max of one ratio over the rounds.
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -47,6 +50,12 @@ pub struct OverheadRow {
     pub qps_ratio: Spread,
     /// Per round: p99 on / p99 off (≤ 1 means no tail cost).
     pub p99_ratio: Spread,
+    /// Median over the rounds of the CPU time the system's processes spent per request, in
+    /// seconds, on and off; and per round the ratio on / off. CPU time is what the probes
+    /// cost; unlike throughput it barely moves when other work shares the machine.
+    pub cpu_per_request_on: f64,
+    pub cpu_per_request_off: f64,
+    pub cpu_ratio: Spread,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,19 +107,27 @@ pub async fn overhead(scenario: &Scenario, baseline: &Path, opts: &LabOptions) -
         check_builds(&on, &off).await?;
         let mut rows = Vec::new();
         for level in levels {
-            let (mut runs_on, mut runs_off) = (Vec::<RunSummary>::new(), Vec::<RunSummary>::new());
+            let (mut runs_on, mut runs_off) = (Vec::<Measured>::new(), Vec::<Measured>::new());
             for round in 0..rounds {
                 // Alternate who goes first, so neither side always runs on a warmer machine.
                 if round % 2 == 0 {
-                    runs_on.push(on.run_once(&level).await?);
-                    runs_off.push(off.run_once(&level).await?);
+                    runs_on.push(measure(&on, &level).await?);
+                    runs_off.push(measure(&off, &level).await?);
                 } else {
-                    runs_off.push(off.run_once(&level).await?);
-                    runs_on.push(on.run_once(&level).await?);
+                    runs_off.push(measure(&off, &level).await?);
+                    runs_on.push(measure(&on, &level).await?);
                 }
             }
-            let qps_ratio = Spread::of(runs_on.iter().zip(&runs_off).map(|(a, b)| ratio(a.qps, b.qps)).collect());
-            let p99_ratio = Spread::of(runs_on.iter().zip(&runs_off).map(|(a, b)| ratio(a.p99, b.p99)).collect());
+            let per_round = |f: fn(&Measured) -> f64| {
+                Spread::of(runs_on.iter().zip(&runs_off).map(|(a, b)| ratio(f(a), f(b))).collect())
+            };
+            let qps_ratio = per_round(|m| m.run.qps);
+            let p99_ratio = per_round(|m| m.run.p99);
+            let cpu_ratio = per_round(|m| m.cpu_per_request);
+            let cpu_median = |runs: &[Measured]| Spread::of(runs.iter().map(|m| m.cpu_per_request).collect()).median;
+            let (cpu_on, cpu_off) = (cpu_median(&runs_on), cpu_median(&runs_off));
+            let runs_on: Vec<RunSummary> = runs_on.into_iter().map(|m| m.run).collect();
+            let runs_off: Vec<RunSummary> = runs_off.into_iter().map(|m| m.run).collect();
             let (lon, loff) = (summarize(&level, runs_on), summarize(&level, runs_off));
             if opts.verbose {
                 eprintln!(
@@ -118,7 +135,16 @@ pub async fn overhead(scenario: &Scenario, baseline: &Path, opts: &LabOptions) -
                     scenario.name, level.name, lon.qps_median, loff.qps_median, qps_ratio.median
                 );
             }
-            rows.push(OverheadRow { level: level.name.clone(), on: lon, off: loff, qps_ratio, p99_ratio });
+            rows.push(OverheadRow {
+                level: level.name.clone(),
+                on: lon,
+                off: loff,
+                qps_ratio,
+                p99_ratio,
+                cpu_per_request_on: cpu_on,
+                cpu_per_request_off: cpu_off,
+                cpu_ratio,
+            });
         }
         anyhow::Ok(rows)
     }
@@ -131,6 +157,37 @@ pub async fn overhead(scenario: &Scenario, baseline: &Path, opts: &LabOptions) -
         rows: result?,
         stopped_cleanly: clean,
     })
+}
+
+/// One run and the CPU time its system spent on it.
+struct Measured {
+    run: RunSummary,
+    /// Seconds of CPU (all threads of every process of the system) per request.
+    cpu_per_request: f64,
+}
+
+async fn measure(system: &System, level: &Level) -> anyhow::Result<Measured> {
+    let pids = system.pids();
+    let before = cpu_ns(&pids);
+    let run = system.run_once(level).await?;
+    let spent = cpu_ns(&pids).saturating_sub(before);
+    let cpu_per_request = if run.requests == 0 { f64::NAN } else { spent as f64 * 1e-9 / run.requests as f64 };
+    Ok(Measured { run, cpu_per_request })
+}
+
+/// Nanoseconds on CPU so far of every thread of `pids` (`/proc/PID/task/*/schedstat`, whose
+/// first field is exact, where `/proc/PID/stat` counts in 10 ms ticks). Threads that exit
+/// take their time with them: a run's servers keep theirs.
+fn cpu_ns(pids: &[u32]) -> u64 {
+    let mut total = 0;
+    for pid in pids {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else { continue };
+        for task in tasks.flatten() {
+            let stat = std::fs::read_to_string(task.path().join("schedstat")).unwrap_or_default();
+            total += stat.split_whitespace().next().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        }
+    }
+    total
 }
 
 /// Whether a process's `/metrics` shows the probes at work: the counting allocator's totals
@@ -165,24 +222,33 @@ pub fn render(r: &OverheadReport) -> String {
     );
     let _ = writeln!(
         out,
-        "   {:<5} {:>8} {:>8}  {:>22}   {:>8} {:>8}  {:>22}",
-        "level", "QPS on", "QPS off", "QPS on/off min/med/max", "p99 on", "p99 off", "p99 on/off min/med/max"
+        "   {:<5} {:>8} {:>8}  {:>22}   {:>8} {:>8}  {:>22}   {:>8} {:>8}  {:>22}",
+        "level",
+        "QPS on",
+        "QPS off",
+        "QPS on/off min/med/max",
+        "p99 on",
+        "p99 off",
+        "p99 on/off min/med/max",
+        "CPU/req on",
+        "off",
+        "CPU on/off min/med/max"
     );
     for row in &r.rows {
+        let spread = |s: &Spread| format!("{:>6.3} {:>6.3} {:>6.3}x", s.min, s.median, s.max);
         let _ = writeln!(
             out,
-            "   {:<5} {:>8.0} {:>8.0}  {:>6.3} {:>6.3} {:>6.3}x   {:>6.2}ms {:>6.2}ms  {:>6.3} {:>6.3} {:>6.3}x",
+            "   {:<5} {:>8.0} {:>8.0}  {}   {:>6.2}ms {:>6.2}ms  {}   {:>8.1}µs {:>6.1}µs  {}",
             row.level,
             row.on.qps_median,
             row.off.qps_median,
-            row.qps_ratio.min,
-            row.qps_ratio.median,
-            row.qps_ratio.max,
+            spread(&row.qps_ratio),
             row.on.p99 * 1e3,
             row.off.p99 * 1e3,
-            row.p99_ratio.min,
-            row.p99_ratio.median,
-            row.p99_ratio.max,
+            spread(&row.p99_ratio),
+            row.cpu_per_request_on * 1e6,
+            row.cpu_per_request_off * 1e6,
+            spread(&row.cpu_ratio),
         );
     }
     if r.rows.iter().any(|row| !row.on.consistent || !row.off.consistent) {

@@ -245,6 +245,11 @@ impl System {
         self.front.url("http")
     }
 
+    /// The pids of every pinchpoint process (front first).
+    pub fn pids(&self) -> Vec<u32> {
+        self.front.pid().into_iter().chain(self.service.as_ref().and_then(|s| s.pid())).collect()
+    }
+
     /// (role, admin URL) of every pinchpoint process.
     pub fn admins(&self) -> Vec<(String, String)> {
         let mut v = vec![(self.front.role.clone(), self.front.url("admin"))];
