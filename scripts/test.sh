@@ -36,6 +36,10 @@ cargo test --all-targets --features bb8,deadpool "$@"
 # The doctor names every lab scenario's bottleneck (release build, lab --quick).
 scripts/lab-doctor.sh
 
+# The uninstrumented twin (`--cfg pinchpoint_bare`, scripts/overhead.sh) compiles without
+# warnings: every probe has its plain counterpart with the same API.
+scripts/overhead.sh --check
+
 # The docs build without warnings (library features, then all), and the package lists its files.
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --no-default-features --features profiling
 RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --features bb8,deadpool

@@ -20,7 +20,9 @@ use pinchpoint::counter::write_buffer::WriteBufferConfig;
 use pinchpoint::shutdown::Shutdown;
 
 /// Allocation counts and bytes, live and peak heap, per-request bytes: the probes need to
-/// see every allocation, so the binary installs the counting allocator.
+/// see every allocation, so the binary installs the counting allocator (the uninstrumented
+/// twin, `--cfg pinchpoint_bare`, keeps the system allocator).
+#[cfg(not(pinchpoint_bare))]
 #[global_allocator]
 static ALLOC: pinchpoint::probe::alloc::CountingAlloc = pinchpoint::probe::alloc::CountingAlloc::system();
 

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -24,9 +24,12 @@ pub struct ChildProc {
 
 impl ChildProc {
     /// Starts `pinchpoint ROLE --listen :0 --admin :0 ARGS...` and waits for its listener
-    /// lines.
-    pub async fn start(role: &str, args: &[String]) -> anyhow::Result<ChildProc> {
-        let exe = std::env::current_exe().context("locate the pinchpoint binary")?;
+    /// lines. `bin` is the pinchpoint binary to run (None: this one).
+    pub async fn start(bin: Option<&Path>, role: &str, args: &[String]) -> anyhow::Result<ChildProc> {
+        let exe = match bin {
+            Some(b) => b.to_path_buf(),
+            None => std::env::current_exe().context("locate the pinchpoint binary")?,
+        };
         let mut cmd = Command::new(exe);
         cmd.arg(role).args(["--listen", ":0", "--admin", ":0"]).args(args);
         let kinds: &[&str] = if role == "service" { &["grpc", "admin"] } else { &["http", "admin"] };

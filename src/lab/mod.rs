@@ -9,6 +9,7 @@ pub mod consumer_runner;
 pub mod headline;
 pub mod html;
 pub mod http;
+pub mod overhead;
 pub mod report;
 pub mod runner;
 pub mod scenario;
@@ -21,6 +22,7 @@ use anyhow::Context;
 
 use crate::lab::report::LabReport;
 use crate::lab::runner::{run_scenario, LabOptions};
+use crate::load;
 
 /// Arguments of `pinchpoint lab`.
 #[derive(clap::Args, Debug, Clone)]
@@ -46,6 +48,14 @@ pub struct LabArgs {
     /// Run two scenarios side by side, interleaved, and print the ratio of each figure (B/A).
     #[arg(long, num_args = 2, value_names = ["A", "B"])]
     pub compare: Option<Vec<String>>,
+    /// Measure what the probes cost: run each --scenario (default: tuned and monolith) with
+    /// this build and with PATH, the uninstrumented twin (`--cfg pinchpoint_bare`, see
+    /// scripts/overhead.sh), side by side and interleaved, and print the on/off ratios.
+    #[arg(long, value_name = "PATH", conflicts_with = "compare")]
+    pub baseline_bin: Option<PathBuf>,
+    /// Run only this ladder level (repeatable: `--level L4 --level L5`).
+    #[arg(long = "level", value_name = "NAME")]
+    pub levels: Vec<String>,
     /// Skip the flamegraph captures at the peak level.
     #[arg(long)]
     pub no_flamegraphs: bool,
@@ -99,7 +109,14 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
         store_work: args.store_work.clone(),
         max_run_time: args.max_run_time,
         doctor_window: args.doctor_window,
+        bin: None,
+        only_levels: args.levels.clone(),
     };
+    let ladder = load::ladder();
+    if let Some(bad) = args.levels.iter().find(|l| !ladder.iter().any(|x| &x.name == *l)) {
+        let names: Vec<&str> = ladder.iter().map(|l| l.name.as_str()).collect();
+        anyhow::bail!("unknown level {bad:?}; levels: {}", names.join(", "));
+    }
     if let Some(out) = &opts.out {
         std::fs::create_dir_all(out).with_context(|| format!("create {}", out.display()))?;
     }
@@ -114,6 +131,27 @@ pub async fn run_cli(args: LabArgs) -> anyhow::Result<ExitCode> {
         }
         if let Some(out) = &opts.out {
             std::fs::write(out.join("compare.json"), serde_json::to_string_pretty(&report)?)?;
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(baseline) = &args.baseline_bin {
+        let names =
+            if args.scenarios.is_empty() { vec!["tuned".into(), "monolith".into()] } else { args.scenarios.clone() };
+        let chosen: Vec<_> =
+            names.iter().map(|n| scenario::find(n).ok_or_else(|| unknown(n))).collect::<anyhow::Result<_>>()?;
+        let mut reports = Vec::new();
+        for sc in &chosen {
+            let report = overhead::overhead(sc, baseline, &opts).await?;
+            if !args.json {
+                print!("{}", overhead::render(&report));
+            }
+            reports.push(report);
+        }
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&reports)?);
+        }
+        if let Some(out) = &opts.out {
+            std::fs::write(out.join("overhead.json"), serde_json::to_string_pretty(&reports)?)?;
         }
         return Ok(ExitCode::SUCCESS);
     }

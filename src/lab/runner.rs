@@ -36,11 +36,18 @@ pub struct LabOptions {
     pub max_run_time: Duration,
     /// How long the doctor watches the peak concurrency after the peak level.
     pub doctor_window: Duration,
+    /// The pinchpoint binary the scenario's processes run (None: this one).
+    pub bin: Option<PathBuf>,
+    /// Run only the ladder levels with these names (empty: all).
+    pub only_levels: Vec<String>,
 }
 
 impl LabOptions {
     pub fn levels(&self) -> Vec<Level> {
         let mut levels = if self.quick { load::ladder_quick() } else { load::ladder() };
+        if !self.only_levels.is_empty() {
+            levels.retain(|l| self.only_levels.contains(&l.name));
+        }
         levels.truncate(self.max_levels.unwrap_or(usize::MAX).max(1));
         levels
     }
@@ -188,7 +195,7 @@ impl System {
         };
         let system = match &scenario.topology {
             Topology::Monolith(flags) => {
-                let front = ChildProc::start("monolith", &with_store_work(common(flags))).await?;
+                let front = ChildProc::start(opts.bin.as_deref(), "monolith", &with_store_work(common(flags))).await?;
                 System {
                     scenario: scenario.clone(),
                     redis: None,
@@ -216,10 +223,10 @@ impl System {
                 if let Some(r) = &redis {
                     service_args.extend(["--store".to_string(), r.url()]);
                 }
-                let svc = ChildProc::start("service", &service_args).await?;
+                let svc = ChildProc::start(opts.bin.as_deref(), "service", &service_args).await?;
                 let mut gw_args = common(gateway);
                 gw_args.extend(["--service".to_string(), svc.url("grpc")]);
-                let front = ChildProc::start("gateway", &gw_args).await?;
+                let front = ChildProc::start(opts.bin.as_deref(), "gateway", &gw_args).await?;
                 System {
                     scenario: scenario.clone(),
                     redis,
@@ -236,6 +243,11 @@ impl System {
 
     pub fn api_url(&self) -> String {
         self.front.url("http")
+    }
+
+    /// The pids of every pinchpoint process (front first).
+    pub fn pids(&self) -> Vec<u32> {
+        self.front.pid().into_iter().chain(self.service.as_ref().and_then(|s| s.pid())).collect()
     }
 
     /// (role, admin URL) of every pinchpoint process.

@@ -103,11 +103,22 @@ impl RpcServerLayer {
     }
 }
 
+#[cfg(not(pinchpoint_bare))]
 impl<S> Layer<S> for RpcServerLayer {
     type Service = RpcServer<S>;
 
     fn layer(&self, inner: S) -> RpcServer<S> {
         RpcServer { inner }
+    }
+}
+
+/// The uninstrumented twin (`--cfg pinchpoint_bare`): the layer adds nothing.
+#[cfg(pinchpoint_bare)]
+impl<S> Layer<S> for RpcServerLayer {
+    type Service = S;
+
+    fn layer(&self, inner: S) -> S {
+        inner
     }
 }
 
@@ -232,6 +243,29 @@ impl<S> RpcClient<S> {
     }
 }
 
+/// The uninstrumented twin (`--cfg pinchpoint_bare`): the same type, so callers compile
+/// unchanged, passing calls straight through (only the error is boxed, as tonic takes it).
+#[cfg(pinchpoint_bare)]
+impl<S, B, R> Service<Request<B>> for RpcClient<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<R>;
+    type Error = BoxError;
+    type Future = futures_util::future::MapErr<S::Future, fn(S::Error) -> BoxError>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        use futures_util::TryFutureExt;
+        self.inner.call(req).map_err(Into::into as fn(S::Error) -> BoxError)
+    }
+}
+
+#[cfg(not(pinchpoint_bare))]
 impl<S, B, R> Service<Request<B>> for RpcClient<S>
 where
     S: Service<Request<B>, Response = Response<R>>,

@@ -40,11 +40,22 @@ impl HttpMetricsLayer {
     }
 }
 
+#[cfg(not(pinchpoint_bare))]
 impl<S> Layer<S> for HttpMetricsLayer {
     type Service = HttpMetrics<S>;
 
     fn layer(&self, inner: S) -> HttpMetrics<S> {
         HttpMetrics { inner }
+    }
+}
+
+/// The uninstrumented twin (`--cfg pinchpoint_bare`): the layer adds nothing.
+#[cfg(pinchpoint_bare)]
+impl<S> Layer<S> for HttpMetricsLayer {
+    type Service = S;
+
+    fn layer(&self, inner: S) -> S {
+        inner
     }
 }
 

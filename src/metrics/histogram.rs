@@ -159,6 +159,10 @@ impl Histogram {
     /// Records a value in raw units (nanoseconds for duration histograms).
     #[inline]
     pub fn observe_raw(&self, v: u64) {
+        // The uninstrumented twin (`--cfg pinchpoint_bare`) records nothing.
+        if cfg!(pinchpoint_bare) {
+            return;
+        }
         let inner = &*self.inner;
         // `le` semantics: v goes to the first bucket whose bound is >= v.
         let idx = inner.bounds.partition_point(|&b| b < v);
@@ -184,6 +188,9 @@ impl Histogram {
     /// another writer holds it.
     #[inline]
     pub fn observe_raw_traced(&self, v: u64, trace_id: u128) {
+        if cfg!(pinchpoint_bare) {
+            return;
+        }
         self.observe_raw(v);
         let inner = &*self.inner;
         let idx = inner.bounds.partition_point(|&b| b < v);

@@ -20,7 +20,6 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{
@@ -33,6 +32,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 
 use super::families;
 use crate::metrics::catalog::*;
+use crate::metrics::red::LabelMap;
 use crate::metrics::{emit_counter, emit_gauge, Histogram};
 
 /// Threads that get a slot of their own; later threads share one set of atomic counters.
@@ -369,7 +369,7 @@ pub fn thread_allocated_bytes() -> Option<u64> {
 }
 
 thread_local! {
-    static ROUTES: RefCell<HashMap<String, Histogram>> = RefCell::new(HashMap::new());
+    static ROUTES: RefCell<LabelMap<Histogram>> = RefCell::new(LabelMap::default());
 }
 
 fn route_histogram(route: &str) -> Histogram {

@@ -1,7 +1,12 @@
 //! The probes a tokio service embeds. Each is a std-like type that reports into the global
 //! metrics ([`crate::metrics`]) and a `/debug/*` view ([`crate::admin`]).
+//!
+//! Built with `--cfg pinchpoint_bare` (the uninstrumented twin) the lock and pool modules are
+//! their plain counterparts in `bare/` (parking_lot and tokio types under the same names), and
+//! the other probes record nothing: see DESIGN.md, "Probe overhead".
 
 pub mod alloc;
+#[cfg(not(pinchpoint_bare))]
 mod async_lock;
 #[cfg(feature = "bb8")]
 pub mod bb8;
@@ -10,11 +15,17 @@ pub mod contention;
 pub mod deadpool;
 mod leak;
 mod leak_growth;
+#[cfg_attr(pinchpoint_bare, path = "bare/lock.rs")]
 pub mod lock;
+#[cfg(not(pinchpoint_bare))]
 mod lock_cell;
+#[cfg(not(pinchpoint_bare))]
 mod lock_meta;
+#[cfg(not(pinchpoint_bare))]
 mod mutex;
+#[cfg_attr(pinchpoint_bare, path = "bare/pool.rs")]
 pub mod pool;
+#[cfg(not(pinchpoint_bare))]
 mod raw_mutex;
 pub mod runtime;
 pub mod task;

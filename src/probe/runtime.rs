@@ -82,6 +82,10 @@ pub(super) fn poll_started_ns() -> u64 {
 /// Installs task tracking and poll timing hooks on `builder`. Without `--cfg tokio_unstable`
 /// tokio has no hooks: this leaves `builder` as it is and logs [`UNSTABLE_HINT`] once.
 pub fn install_hooks(builder: &mut Builder) -> &mut Builder {
+    // The uninstrumented twin (`--cfg pinchpoint_bare`) runs without hooks.
+    if cfg!(pinchpoint_bare) {
+        return builder;
+    }
     super::export();
     #[cfg(not(tokio_unstable))]
     {

@@ -283,6 +283,11 @@ where
     F: Future + Send + 'static,
     F::Output: Send + 'static,
 {
+    // The uninstrumented twin (`--cfg pinchpoint_bare`): a plain spawn, tracked nowhere.
+    if cfg!(pinchpoint_bare) {
+        let _ = (name, site);
+        return tokio::spawn(fut);
+    }
     static NEXT_ID: AtomicU64 = AtomicU64::new(1);
     let id = NEXT_ID.fetch_add(1, Relaxed);
     let state = new_state(name, site);
