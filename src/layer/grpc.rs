@@ -55,6 +55,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 /// The status code of a call that got no response: `deadline_exceeded` for a timeout (the
 /// client's own deadline, as gRPC names it), the code of a `tonic::Status` in the error's
 /// chain, otherwise `unavailable` (no connection, or it broke).
+#[cfg(not(pinchpoint_bare))]
 fn transport_code(err: &(dyn std::error::Error + 'static)) -> i32 {
     const DEADLINE_EXCEEDED: i32 = 4;
     const UNAVAILABLE: i32 = 14;
