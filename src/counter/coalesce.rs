@@ -1,6 +1,7 @@
 //! Coalescing (`--coalesce`): group commit for increments.
 //!
-//! Each channel has a lane. While a lane's BatchIncrement is in flight, increments that
+//! Each channel has a lane (`--coalesce-lanes N` sets another count: fewer lanes, larger
+//! groups, less CPU per request). While a lane's BatchIncrement is in flight, increments that
 //! arrive queue in the lane; when the call returns, everything queued goes out as the next
 //! single BatchIncrement. Under light load a request goes out alone and waits for nobody;
 //! under heavy load one RPC carries many requests, which is how the split system gets back

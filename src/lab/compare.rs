@@ -182,7 +182,8 @@ mod tests {
     #[test]
     fn spread_is_min_median_max_of_finite_figures() {
         let s = Spread::of([0.9, f64::NAN, 0.7, 1.1, 0.8]).unwrap();
-        assert_eq!((s.min, s.median, s.max), (0.7, 0.85, 1.1));
+        assert_eq!((s.min, s.max), (0.7, 1.1));
+        assert!((s.median - 0.85).abs() < 1e-12, "median of the four finite figures: {}", s.median);
         assert!(Spread::of([f64::NAN]).is_none());
     }
 
