@@ -200,6 +200,10 @@ struct GatewayArgs {
     /// How coalesced groups travel: one BatchIncrement each, or down a StreamIncrements stream.
     #[arg(long, default_value = "batch", value_name = "batch|stream")]
     coalesce_via: CoalesceVia,
+    /// Coalescing lanes per service (default: one per channel). Each lane has one group in
+    /// flight; fewer lanes make larger groups and cost less CPU per request.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    coalesce_lanes: Option<u64>,
     /// Serve reads from a local cache for this long (e.g. 500ms).
     #[arg(long, value_parser = parse_duration)]
     cache_ttl: Option<Duration>,
@@ -452,6 +456,7 @@ async fn run(cli: Cli) -> ExitCode {
                     health_interval: a.health_interval,
                     coalesce: a.coalesce,
                     coalesce_via: a.coalesce_via,
+                    coalesce_lanes: a.coalesce_lanes.map(|n| n as usize),
                 },
                 cache_ttl: a.cache_ttl,
                 cache_capacity: a.cache_capacity,

@@ -170,4 +170,14 @@ fn bad_flags_exit_2_with_a_reason() {
         std::process::Command::new(BIN).args(["monolith", "--listen", ":0", "--admin", "0.0.0.0:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--admin-token"));
+    let out = std::process::Command::new(BIN)
+        .args(["gateway", "--listen", ":0", "--admin", ":0", "--coalesce", "--coalesce-lanes", "0"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--coalesce-lanes"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

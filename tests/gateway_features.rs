@@ -219,9 +219,18 @@ async fn coalescing_over_streams_keeps_every_value_exact() {
     coalesce_via("stream").await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coalescing_in_one_lane_over_several_channels_keeps_every_value_exact() {
+    coalesce_with(&["--coalesce", "--pool-size", "4", "--coalesce-lanes", "1"]).await;
+}
+
 async fn coalesce_via(via: &str) {
+    coalesce_with(&["--coalesce", "--coalesce-via", via, "--pool-size", "2"]).await;
+}
+
+async fn coalesce_with(flags: &[&str]) {
     let svc = service(&[]);
-    let gw = gateway(&svc.grpc_url(), &["--coalesce", "--coalesce-via", via, "--pool-size", "2"]);
+    let gw = gateway(&svc.grpc_url(), flags);
     let api = Api::new(gw.http_url());
     let r = fresh("coalesce");
     let mut tasks = Vec::new();

@@ -47,6 +47,9 @@ pub struct ServicePoolConfig {
     pub coalesce: bool,
     /// How coalesced groups travel.
     pub coalesce_via: CoalesceVia,
+    /// Coalescing lanes per service instance (None: one per channel). Fewer lanes make
+    /// larger groups, so each RPC's fixed cost is shared by more requests.
+    pub coalesce_lanes: Option<usize>,
 }
 
 impl Default for ServicePoolConfig {
@@ -63,6 +66,7 @@ impl Default for ServicePoolConfig {
             health_interval: Duration::from_secs(1),
             coalesce: false,
             coalesce_via: CoalesceVia::default(),
+            coalesce_lanes: None,
         }
     }
 }
@@ -144,7 +148,11 @@ impl ServicePool {
                 in_flight: AtomicUsize::new(0),
                 healthy: AtomicBool::new(true),
                 breaker: Breaker::new(url, config.breaker),
-                lanes: if config.coalesce { (0..pool_size).map(|_| Lane::default()).collect() } else { Vec::new() },
+                lanes: if config.coalesce {
+                    (0..config.coalesce_lanes.unwrap_or(pool_size).max(1)).map(|_| Lane::default()).collect()
+                } else {
+                    Vec::new()
+                },
                 next_lane: AtomicUsize::new(0),
             });
         }
@@ -374,7 +382,7 @@ impl ServicePool {
 
     pub async fn increment(self: &Arc<Self>, op: &Op, request_id: &str) -> Result<i64, CounterError> {
         if self.config.coalesce {
-            return crate::counter::coalesce::increment(self, op.clone(), request_id.to_string()).await;
+            return crate::counter::coalesce::increment(self, op, request_id).await;
         }
         let req = proto::IncrementRequest {
             resource_id: op.key.resource_id.clone(),
@@ -395,12 +403,21 @@ impl ServicePool {
         operations: Vec<proto::Operation>,
         request_id: &str,
     ) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
-        let n = operations.len();
         let key = operations.first().map(|o| o.resource_id.clone());
         let req = proto::BatchIncrementRequest { operations, request_id: request_id.to_string() };
+        self.batch_request(req.operations.len(), key.as_deref(), || req.clone()).await
+    }
+
+    /// One BatchIncrement of `n` operations, `request` building it afresh for each attempt.
+    pub(crate) async fn batch_request(
+        &self,
+        n: usize,
+        key: Option<&str>,
+        request: impl Fn() -> proto::BatchIncrementRequest,
+    ) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
         let results = self
-            .call("BatchIncrement", key.as_deref(), |mut c| {
-                let req = req.clone();
+            .call("BatchIncrement", key, |mut c| {
+                let req = request();
                 async move { c.batch_increment(req).await.map(|r| r.into_inner().results) }
             })
             .await?;

@@ -1,6 +1,7 @@
 //! Coalescing (`--coalesce`): group commit for increments.
 //!
-//! Each channel has a lane. While a lane's BatchIncrement is in flight, increments that
+//! Each channel has a lane (`--coalesce-lanes N` sets another count: fewer lanes, larger
+//! groups, less CPU per request). While a lane's BatchIncrement is in flight, increments that
 //! arrive queue in the lane; when the call returns, everything queued goes out as the next
 //! single BatchIncrement. Under light load a request goes out alone and waits for nobody;
 //! under heavy load one RPC carries many requests, which is how the split system gets back
@@ -12,6 +13,7 @@
 //! in order). If a stream breaks, the unanswered operations are sent again as a batch under
 //! the same request ids, so nothing is applied twice.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -63,20 +65,26 @@ struct LaneState {
 }
 
 struct Pending {
-    op: Op,
-    request_id: String,
+    /// Built once, when the caller queues: the leader sends it without copying it again.
+    op: proto::Operation,
     reply: oneshot::Sender<Result<i64, CounterError>>,
 }
 
-pub async fn increment(pool: &Arc<ServicePool>, op: Op, request_id: String) -> Result<i64, CounterError> {
+pub async fn increment(pool: &Arc<ServicePool>, op: &Op, request_id: &str) -> Result<i64, CounterError> {
     let (tx, rx) = oneshot::channel();
     let at = pool
         .lane_for(&op.key.resource_id)
         .ok_or_else(|| CounterError::Unavailable("no counter service available".into()))?;
     let lane = pool.lane(at);
+    let op = proto::Operation {
+        resource_id: op.key.resource_id.clone(),
+        counter_type: op.key.counter_type.clone(),
+        delta: op.delta,
+        request_id: request_id.to_string(),
+    };
     let lead = {
         let mut s = lane.state.lock();
-        s.queue.push(Pending { op, request_id, reply: tx });
+        s.queue.push(Pending { op, reply: tx });
         !std::mem::replace(&mut s.busy, true)
     };
     if lead {
@@ -84,6 +92,14 @@ pub async fn increment(pool: &Arc<ServicePool>, op: Op, request_id: String) -> R
         crate::probe::task::spawn("gateway.coalesce", async move { lead_lane(&pool, at).await });
     }
     rx.await.unwrap_or_else(|_| Err(CounterError::Internal("coalescing lane dropped the request".into())))
+}
+
+/// The id of a coalesced BatchIncrement. Every operation in it carries its caller's own
+/// request id, so this one is never applied to anything; it only has to be valid, and a
+/// counter is far cheaper than a random UUID per batch.
+fn batch_id() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!("coalesced-{}-{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
 /// Sends the lane's queue as groups until it is empty.
@@ -97,7 +113,12 @@ async fn lead_lane(pool: &ServicePool, at: (usize, usize)) {
                 return;
             }
             let n = s.queue.len().min(MAX_BATCH);
-            s.queue.drain(..n).collect()
+            if n == s.queue.len() {
+                // Whoever queues next finds room for a group as large as this one.
+                std::mem::replace(&mut s.queue, Vec::with_capacity(n))
+            } else {
+                s.queue.drain(..n).collect()
+            }
         };
         let batch = if pool.config().coalesce_via == CoalesceVia::Stream {
             match send_on_stream(pool, at, lane, batch).await {
@@ -107,17 +128,13 @@ async fn lead_lane(pool: &ServicePool, at: (usize, usize)) {
         } else {
             batch
         };
-        let operations = batch
-            .iter()
-            .map(|p| proto::Operation {
-                resource_id: p.op.key.resource_id.clone(),
-                counter_type: p.op.key.counter_type.clone(),
-                delta: p.op.delta,
-                request_id: p.request_id.clone(),
-            })
-            .collect();
-        let batch_id = uuid::Uuid::new_v4().to_string();
-        match pool.batch_ops(operations, &batch_id).await {
+        let batch_id = batch_id();
+        // Built per attempt straight from the queued operations: one copy per attempt.
+        let request = || proto::BatchIncrementRequest {
+            operations: batch.iter().map(|p| p.op.clone()).collect(),
+            request_id: batch_id.clone(),
+        };
+        match pool.batch_request(batch.len(), batch.first().map(|p| p.op.resource_id.as_str()), request).await {
             Ok(results) => {
                 for (p, r) in batch.into_iter().zip(results) {
                     let _ = p.reply.send(r);
@@ -154,10 +171,10 @@ async fn send_on_stream(
     };
     for p in &batch {
         let req = proto::IncrementRequest {
-            resource_id: p.op.key.resource_id.clone(),
-            counter_type: p.op.key.counter_type.clone(),
+            resource_id: p.op.resource_id.clone(),
+            counter_type: p.op.counter_type.clone(),
             delta: p.op.delta,
-            request_id: p.request_id.clone(),
+            request_id: p.op.request_id.clone(),
         };
         if conn.tx.send(req).await.is_err() {
             return Some(batch); // the stream is gone; nothing read yet, all go as a batch

@@ -25,14 +25,14 @@ impl From<&Op> for Operation {
 }
 
 impl OpResult {
-    pub fn from_outcome(op: &Op, outcome: &Result<i64, CounterError>) -> Self {
+    pub fn from_outcome(op: Op, outcome: &Result<i64, CounterError>) -> Self {
         let (value, error, message) = match outcome {
             Ok(v) => (*v, ErrorCode::None, String::new()),
             Err(e) => (0, ErrorCode::from(e), e.to_string()),
         };
         OpResult {
-            resource_id: op.key.resource_id.clone(),
-            counter_type: op.key.counter_type.clone(),
+            resource_id: op.key.resource_id,
+            counter_type: op.key.counter_type,
             value,
             error: error as i32,
             message,

@@ -75,26 +75,29 @@ impl CounterService for CounterRpc {
         answer(async {
             let req = request.into_inner();
             check_batch_len(req.operations.len())?;
-            // Validate everything before applying anything: a bad batch changes nothing.
-            let ops = req.operations.iter().map(|o| o.to_op()).collect::<Result<Vec<_>, _>>()?;
-            let request_id = request_id_or_new(req.request_id)?;
-            for o in &req.operations {
-                if !o.request_id.is_empty() {
-                    model::check_request_id(&o.request_id)?;
-                }
+            // Validate everything before applying anything: a bad batch changes nothing. The
+            // strings move from the request into the operations and on into the results.
+            let mut own_ids = Vec::with_capacity(req.operations.len());
+            let mut ops = Vec::with_capacity(req.operations.len());
+            for o in req.operations {
+                ops.push(model::Op::new(o.resource_id, o.counter_type, o.delta)?);
+                own_ids.push(o.request_id);
             }
-            let ids: Vec<ApplyId> = req
-                .operations
+            let request_id = request_id_or_new(req.request_id)?;
+            for own in own_ids.iter().filter(|id| !id.is_empty()) {
+                model::check_request_id(own)?;
+            }
+            let ids: Vec<ApplyId> = own_ids
                 .iter()
                 .enumerate()
-                .map(|(i, o)| match o.request_id.as_str() {
+                .map(|(i, own)| match own.as_str() {
                     "" => ApplyId { request_id: &request_id, index: i as u32 },
                     own => ApplyId { request_id: own, index: 0 },
                 })
                 .collect();
             let outcomes = self.store.batch(&ops, &ids).await?;
             self.faults.after_apply().await?;
-            let results = ops.iter().zip(&outcomes).map(|(op, r)| OpResult::from_outcome(op, r)).collect();
+            let results = ops.into_iter().zip(&outcomes).map(|(op, r)| OpResult::from_outcome(op, r)).collect();
             Ok(BatchIncrementResponse { results })
         })
         .await

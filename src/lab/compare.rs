@@ -2,11 +2,12 @@
 //! level by level (A, B, A, B…), so drift on a shared, noisy machine hits both alike; then
 //! the ratio B/A of each figure.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use serde::Serialize;
 
-use crate::lab::runner::{summarize, LabOptions, LevelReport, Skip, System};
+use crate::lab::runner::{summarize, LabOptions, LevelReport, RunSummary, Skip, System};
 use crate::lab::scenario::Scenario;
 
 #[derive(Debug, Clone, Serialize)]
@@ -17,6 +18,46 @@ pub struct CompareRow {
     pub qps_ratio: f64,
     pub p50_ratio: f64,
     pub p99_ratio: f64,
+    /// B/A of each interleaved pair of runs (A's i-th run against B's i-th run).
+    pub qps_ratio_rounds: Spread,
+    /// Median over the runs of each process's CPU microseconds per request.
+    pub cpu_us_per_request_a: BTreeMap<String, f64>,
+    pub cpu_us_per_request_b: BTreeMap<String, f64>,
+}
+
+/// Min, median and max of a set of figures.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Spread {
+    pub min: f64,
+    pub median: f64,
+    pub max: f64,
+}
+
+impl Spread {
+    /// None for no finite figure.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Spread> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = match n {
+            0 => return None,
+            _ if n % 2 == 1 => v[n / 2],
+            _ => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+        };
+        Some(Spread { min: v[0], median, max: v[n - 1] })
+    }
+}
+
+/// Per process, the median of its CPU per request over `runs`.
+fn cpu_medians(runs: &[RunSummary]) -> BTreeMap<String, f64> {
+    let roles: std::collections::BTreeSet<&String> = runs.iter().flat_map(|r| r.cpu_us_per_request.keys()).collect();
+    roles
+        .into_iter()
+        .filter_map(|role| {
+            let s = Spread::of(runs.iter().filter_map(|r| r.cpu_us_per_request.get(role).copied()))?;
+            Some((role.clone(), s.median))
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -59,8 +100,13 @@ pub async fn compare(a: &Scenario, b: &Scenario, opts: &LabOptions) -> anyhow::R
             if opts.verbose {
                 eprintln!("lab: compare {} {:.0} vs {:.0} QPS", level.name, la.qps_median, lb.qps_median);
             }
+            let rounds = la.runs.iter().zip(&lb.runs).map(|(a, b)| ratio(b.qps, a.qps));
+            let nan = Spread { min: f64::NAN, median: f64::NAN, max: f64::NAN };
             rows.push(CompareRow {
                 level: level.name.clone(),
+                qps_ratio_rounds: Spread::of(rounds).unwrap_or(nan),
+                cpu_us_per_request_a: cpu_medians(&la.runs),
+                cpu_us_per_request_b: cpu_medians(&lb.runs),
                 qps_ratio: ratio(lb.qps_median, la.qps_median),
                 p50_ratio: ratio(lb.p50, la.p50),
                 p99_ratio: ratio(lb.p99, la.p99),
@@ -98,8 +144,54 @@ pub fn render(r: &CompareReport) -> String {
             row.p99_ratio
         );
     }
+    let _ = writeln!(out, "\n   QPS B/A of each interleaved pair of runs, and CPU µs per request (median of runs):");
+    for row in &r.rows {
+        let q = row.qps_ratio_rounds;
+        let _ = writeln!(
+            out,
+            "   {:<5} B/A min {:.2}x median {:.2}x max {:.2}x ({} pairs)   A: {}   B: {}",
+            row.level,
+            q.min,
+            q.median,
+            q.max,
+            row.a.runs.len().min(row.b.runs.len()),
+            cpu_line(&row.cpu_us_per_request_a),
+            cpu_line(&row.cpu_us_per_request_b)
+        );
+    }
     if r.rows.iter().any(|row| !row.a.consistent || !row.b.consistent) {
         let _ = writeln!(out, "   WARNING: some runs were inconsistent (store moved ≠ acknowledged)");
     }
     out
+}
+
+/// `driver 11.2 gateway 9.8 service 31.0 = 52.0` (the total last).
+fn cpu_line(cpu: &BTreeMap<String, f64>) -> String {
+    if cpu.is_empty() {
+        return "cpu n/a".into();
+    }
+    let parts: Vec<String> =
+        cpu.iter().filter(|(role, _)| *role != "total").map(|(role, us)| format!("{role} {us:.1}")).collect();
+    format!("{} = {:.1}", parts.join(" + "), cpu.get("total").copied().unwrap_or(f64::NAN))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spread_is_min_median_max_of_finite_figures() {
+        let s = Spread::of([0.9, f64::NAN, 0.7, 1.1, 0.8]).unwrap();
+        assert_eq!((s.min, s.max), (0.7, 1.1));
+        assert!((s.median - 0.85).abs() < 1e-12, "median of the four finite figures: {}", s.median);
+        assert!(Spread::of([f64::NAN]).is_none());
+    }
+
+    #[test]
+    fn cpu_line_lists_each_process_then_the_total() {
+        let cpu: BTreeMap<String, f64> =
+            [("driver", 10.0), ("gateway", 5.26), ("total", 15.26)].map(|(k, v)| (k.to_string(), v)).into();
+        assert_eq!(cpu_line(&cpu), "driver 10.0 + gateway 5.3 = 15.3");
+        assert_eq!(cpu_line(&BTreeMap::new()), "cpu n/a");
+    }
 }

@@ -473,6 +473,7 @@ fn run_summary(run: &ConsumerRun) -> RunSummary {
         consistent: run.verdict.is_none(),
         lost: (run.sent as i64 - run.acked as i64).max(0),
         applied_unacked: 0,
+        cpu_us_per_request: Default::default(),
         stale: (run.received as i64 - run.sent as i64).max(0),
     }
 }

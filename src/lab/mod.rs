@@ -6,6 +6,7 @@
 pub mod children;
 pub mod compare;
 pub mod consumer_runner;
+pub mod cpu;
 pub mod headline;
 pub mod html;
 pub mod http;

@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use crate::diagnose::snapshot::Snapshot;
 use crate::lab::children::{ChildProc, RedisProc};
+use crate::lab::cpu::CpuMeter;
 use crate::lab::headline::{self, Figure};
 use crate::lab::http;
 use crate::lab::scenario::{Scenario, Topology, LEAK_THRESHOLD};
@@ -83,6 +84,10 @@ pub struct RunSummary {
     /// Received beyond what the run sent: left over from an earlier run (a broker stream
     /// that was not purged), not a throughput anomaly.
     pub stale: i64,
+    /// Microseconds of CPU per request of each process (`driver` is the lab's load driver)
+    /// and their `total`: on shared cores, what throughput is the inverse of.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub cpu_us_per_request: std::collections::BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -328,10 +333,21 @@ impl System {
         peak_windows(self, &rounds)
     }
 
+    /// (role, pid) of every process of the system.
+    pub fn processes(&self) -> Vec<(String, u32)> {
+        [Some(&self.front), self.service.as_ref()]
+            .into_iter()
+            .flatten()
+            .filter_map(|c| Some((c.role.clone(), c.pid()?)))
+            .collect()
+    }
+
     /// One run of `level`, checked for consistency.
     pub async fn run_once(&self, level: &Level) -> anyhow::Result<RunSummary> {
         let plan = self.plan(level);
+        let cpu = CpuMeter::start(self.processes());
         let report = load::run(&plan).await.with_context(|| format!("load {} at {}", level.name, plan.url))?;
+        let cpu_us_per_request = cpu.per_request(report.requests);
         let (store_delta, consistent, lost, applied_unacked) = self.check_consistency(&plan, &report).await?;
         Ok(RunSummary {
             qps: report.qps,
@@ -348,6 +364,7 @@ impl System {
             lost,
             applied_unacked,
             stale: 0,
+            cpu_us_per_request,
         })
     }
 
