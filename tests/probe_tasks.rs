@@ -153,3 +153,60 @@ async fn leak_suspects_are_old_idle_tasks_of_a_growing_site_only() {
         h.abort();
     }
 }
+
+#[test]
+fn named_spawns_inside_a_hooked_task_are_tracked_by_the_hook_under_their_name() {
+    let rt = pinchpoint::probe::runtime::builder_current_thread().build().unwrap();
+    rt.block_on(async {
+        // From inside a task the hooked runtime polls, `task::spawn` hands the name to the hook.
+        let outer = tokio::spawn(async {
+            let check = LeakCheck::start();
+            let line = line!() + 1;
+            let h = task::spawn("test.hooked.inner", std::future::pending::<()>());
+            tokio::task::yield_now().await;
+            let err = check.finish(Duration::from_millis(50)).await.unwrap_err();
+            assert_eq!(err.tasks.len(), 1, "{err}");
+            assert_eq!(err.tasks[0].name, Some("test.hooked.inner"));
+            assert_eq!(err.tasks[0].site, format!("{}:{}", file!(), line));
+            assert!(err.tasks[0].since_last_poll.is_some());
+            h.abort();
+            let _ = h.await;
+            for _ in 0..10 {
+                task::spawn("test.hooked.inner", async {}).await.unwrap();
+            }
+        });
+        outer.await.unwrap();
+        let f = families();
+        assert_eq!(f.tasks_spawned.get(["test.hooked.inner"]).get(), 11);
+        assert_eq!(f.tasks_finished.get(["test.hooked.inner"]).get(), 11);
+        assert!(!task::report(5).by_task.iter().any(|g| g.task == "test.hooked.inner"));
+    });
+}
+
+#[test]
+fn hooked_tasks_beyond_the_table_are_tracked_and_released_too() {
+    // More live tasks than the live-task table holds: the rest overflow into the locked map.
+    const LIVE: usize = 6_000;
+    let rt = pinchpoint::probe::runtime::builder_current_thread().build().unwrap();
+    rt.block_on(async {
+        let line = line!() + 1;
+        let spawn_one = || tokio::spawn(std::future::pending::<()>());
+        let label = format!("{}:{}", file!(), line);
+        let handles: Vec<_> = (0..LIVE).map(|_| spawn_one()).collect();
+        tokio::task::yield_now().await;
+        let alive = |label: &str| task::report(0).by_task.iter().find(|g| g.task == label).map_or(0, |g| g.alive);
+        assert_eq!(alive(&label), LIVE as i64);
+        let text = pinchpoint::metrics::encode();
+        assert!(text.contains(&format!("pinchpoint_tasks_alive{{task=\"{label}\"}} {LIVE}")), "tasks_alive");
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            assert!(h.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(alive(&label), 0);
+        let f = families();
+        assert_eq!(f.tasks_spawned.get([&label]).get(), LIVE as u64);
+        assert_eq!(f.tasks_finished.get([&label]).get(), LIVE as u64);
+    });
+}
