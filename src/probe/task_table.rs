@@ -79,13 +79,28 @@ type SiteMap = HashMap<(bool, usize), &'static Site, AddrBuild>;
 thread_local! {
     /// This thread's view of [`SITES`], so a spawn takes no lock once its site is known.
     static LOCAL_SITES: std::cell::RefCell<SiteMap> = std::cell::RefCell::new(HashMap::default());
+    /// The last site this thread asked for: a loop spawning from one place skips the map.
+    static LAST_SITE: std::cell::Cell<Option<&'static Site>> = const { std::cell::Cell::new(None) };
 }
 
 static SITES: Mutex<Option<SiteMap>> = Mutex::new(None);
 
 /// The [`Site`] of a name (or, without one, a spawn location); created on first use.
+#[inline]
 pub(crate) fn site(name: Option<&'static str>, location: &'static Location<'static>) -> &'static Site {
     let key = site_key(name, location);
+    if let Ok(Some(last)) = LAST_SITE.try_with(std::cell::Cell::get) {
+        if last.key() == key {
+            return last;
+        }
+    }
+    let s = site_slow(name, location, key);
+    let _ = LAST_SITE.try_with(|l| l.set(Some(s)));
+    s
+}
+
+#[inline(never)]
+fn site_slow(name: Option<&'static str>, location: &'static Location<'static>, key: (bool, usize)) -> &'static Site {
     let global = || {
         *SITES.lock().get_or_insert_with(HashMap::default).entry(key).or_insert_with(|| {
             let label = name.map_or_else(|| super::task::site_label(location), str::to_string);
