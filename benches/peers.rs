@@ -176,7 +176,7 @@ fn histogram_observe() {
                 // scrape every 1-2 ms of observations would.
                 contender("metrics record (held handle)", threaded(threads, &obs_metrics)),
                 contender("metrics record + drain (upkeep)", |n| {
-                    let d = on_threads(threads, n, &obs_metrics);
+                    let d = on_threads(threads, n, obs_metrics);
                     d + timed(|_| upkeep.run_upkeep(), 1)
                 }),
             ],

@@ -102,6 +102,12 @@ fn runtime_hooks_track_plain_tokio_spawn_by_site() {
         let t = task::spawn("test.hooked.named", async {});
         t.await.unwrap();
         assert_eq!(families().tasks_spawned.get(["test.hooked.named"]).get(), 1);
+        // A plain spawn after a wrapped one is the hook's again.
+        let after_line = line!() + 1;
+        tokio::spawn(async {}).await.unwrap();
+        let after = format!("{}:{}", file!(), after_line);
+        assert_eq!(families().tasks_spawned.get([&after]).get(), 1);
+        assert_eq!(families().tasks_finished.get([&after]).get(), 1);
         let text = pinchpoint::metrics::encode();
         assert!(text.contains("pinchpoint_runtime_poll_seconds_count"), "poll histogram");
         assert!(text.contains("pinchpoint_runtime_workers 1"));

@@ -187,6 +187,7 @@ where
     let entry = table::insert(key, site, spawn_time_ns(), current_check());
     let _ = SPAWNING_TRACKED.try_with(|s| s.set(true));
     let handle = spawn_named(name, Tracked { fut, entry, key });
+    let _ = SPAWNING_TRACKED.try_with(|s| s.set(false));
     handle
 }
 

@@ -202,9 +202,11 @@ static TABLE: [Slot; CAPACITY] = [const { Slot::new() }; CAPACITY];
 
 const SHARDS: usize = 64;
 
+type OverflowShard = Mutex<HashMap<u64, Arc<Fields>, AddrBuild>>;
+
 /// Tasks that found no free slot.
 struct Overflow {
-    shards: Box<[Mutex<HashMap<u64, Arc<Fields>, AddrBuild>>]>,
+    shards: Box<[OverflowShard]>,
     /// Entries in all shards: lets a lookup that missed the table skip the locks when 0.
     len: AtomicUsize,
 }
@@ -218,7 +220,7 @@ fn overflow() -> &'static Overflow {
 }
 
 impl Overflow {
-    fn shard(&self, key: u64) -> &Mutex<HashMap<u64, Arc<Fields>, AddrBuild>> {
+    fn shard(&self, key: u64) -> &OverflowShard {
         &self.shards[(AddrBuild::default().hash_one(key) >> 58) as usize % SHARDS]
     }
 }
