@@ -102,6 +102,12 @@ fn runtime_hooks_track_plain_tokio_spawn_by_site() {
         let t = task::spawn("test.hooked.named", async {});
         t.await.unwrap();
         assert_eq!(families().tasks_spawned.get(["test.hooked.named"]).get(), 1);
+        // A plain spawn after a wrapped one is the hook's again.
+        let after_line = line!() + 1;
+        tokio::spawn(async {}).await.unwrap();
+        let after = format!("{}:{}", file!(), after_line);
+        assert_eq!(families().tasks_spawned.get([&after]).get(), 1);
+        assert_eq!(families().tasks_finished.get([&after]).get(), 1);
         let text = pinchpoint::metrics::encode();
         assert!(text.contains("pinchpoint_runtime_poll_seconds_count"), "poll histogram");
         assert!(text.contains("pinchpoint_runtime_workers 1"));
@@ -195,5 +201,62 @@ fn worker_pools_go_by_their_name_and_dependency_spawn_sites_carry_no_machine_pat
         }
         server.abort();
         pool.shutdown().await;
+    });
+}
+
+#[test]
+fn named_spawns_inside_a_hooked_task_are_tracked_by_the_hook_under_their_name() {
+    let rt = pinchpoint::probe::runtime::builder_current_thread().build().unwrap();
+    rt.block_on(async {
+        // From inside a task the hooked runtime polls, `task::spawn` hands the name to the hook.
+        let outer = tokio::spawn(async {
+            let check = LeakCheck::start();
+            let line = line!() + 1;
+            let h = task::spawn("test.hooked.inner", std::future::pending::<()>());
+            tokio::task::yield_now().await;
+            let err = check.finish(Duration::from_millis(50)).await.unwrap_err();
+            assert_eq!(err.tasks.len(), 1, "{err}");
+            assert_eq!(err.tasks[0].name, Some("test.hooked.inner"));
+            assert_eq!(err.tasks[0].site, format!("{}:{}", file!(), line));
+            assert!(err.tasks[0].since_last_poll.is_some());
+            h.abort();
+            let _ = h.await;
+            for _ in 0..10 {
+                task::spawn("test.hooked.inner", async {}).await.unwrap();
+            }
+        });
+        outer.await.unwrap();
+        let f = families();
+        assert_eq!(f.tasks_spawned.get(["test.hooked.inner"]).get(), 11);
+        assert_eq!(f.tasks_finished.get(["test.hooked.inner"]).get(), 11);
+        assert!(!task::report(5).by_task.iter().any(|g| g.task == "test.hooked.inner"));
+    });
+}
+
+#[test]
+fn hooked_tasks_beyond_the_table_are_tracked_and_released_too() {
+    // More live tasks than the live-task table holds: the rest overflow into the locked map.
+    const LIVE: usize = 6_000;
+    let rt = pinchpoint::probe::runtime::builder_current_thread().build().unwrap();
+    rt.block_on(async {
+        let line = line!() + 1;
+        let spawn_one = || tokio::spawn(std::future::pending::<()>());
+        let label = format!("{}:{}", file!(), line);
+        let handles: Vec<_> = (0..LIVE).map(|_| spawn_one()).collect();
+        tokio::task::yield_now().await;
+        let alive = |label: &str| task::report(0).by_task.iter().find(|g| g.task == label).map_or(0, |g| g.alive);
+        assert_eq!(alive(&label), LIVE as i64);
+        let text = pinchpoint::metrics::encode();
+        assert!(text.contains(&format!("pinchpoint_tasks_alive{{task=\"{label}\"}} {LIVE}")), "tasks_alive");
+        for h in &handles {
+            h.abort();
+        }
+        for h in handles {
+            assert!(h.await.unwrap_err().is_cancelled());
+        }
+        assert_eq!(alive(&label), 0);
+        let f = families();
+        assert_eq!(f.tasks_spawned.get([&label]).get(), LIVE as u64);
+        assert_eq!(f.tasks_finished.get([&label]).get(), LIVE as u64);
     });
 }

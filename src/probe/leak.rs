@@ -70,15 +70,14 @@ impl LeakCheck {
 
     /// Tasks of this check alive right now.
     pub fn alive(&self) -> Vec<LeakedTask> {
-        let now = Instant::now();
         let now_ns = clock_ns();
         let mut out = Vec::new();
         for_each_task(|t| {
             if t.check == self.id {
                 out.push(LeakedTask {
-                    name: t.name,
-                    site: format!("{}:{}", super::task::short_file(t.site.file()), t.site.line()),
-                    age: now.duration_since(t.spawned_at),
+                    name: t.name(),
+                    site: super::task::site_label(t.site.location),
+                    age: t.age(now_ns),
                     since_last_poll: t.since_last_poll(now_ns),
                 });
             }

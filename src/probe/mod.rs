@@ -29,6 +29,7 @@ pub mod pool;
 mod raw_mutex;
 pub mod runtime;
 pub mod task;
+mod task_table;
 pub mod worker;
 
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
@@ -73,8 +74,21 @@ pub(crate) fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
-/// Nanoseconds since [`epoch`], for timestamps kept in atomics.
+/// Nanoseconds on a monotonic clock, for timestamps kept in atomics: only differences mean
+/// anything. On Linux the raw `CLOCK_MONOTONIC` (what `Instant` reads, without its
+/// `Duration` arithmetic: the task hooks read it twice per poll); never 0 there, since it
+/// counts from boot.
 #[inline]
 pub(crate) fn clock_ns() -> u64 {
-    epoch().elapsed().as_nanos() as u64
+    #[cfg(target_os = "linux")]
+    {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: `ts` is a valid out-pointer and CLOCK_MONOTONIC always exists on Linux.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        epoch().elapsed().as_nanos() as u64
+    }
 }

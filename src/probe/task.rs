@@ -1,78 +1,63 @@
 //! Task tracking: spawn by name or site, live-task registry, leak suspects, [`LeakCheck`].
 //!
 //! [`spawn`] / [`spawn_tracked`] wrap the future so that its state (name, spawn site, spawn
-//! time, last poll) lives in a sharded registry touched only at spawn and finish; a poll only
-//! stores a timestamp into the task's own state. Tasks spawned with plain `tokio::spawn` are
-//! tracked too when the runtime was built with [`install_hooks`] (tokio's task hooks,
-//! `tokio_unstable`), labelled by spawn site. Gauges (`tasks_alive`, `task_leak_suspects`,
-//! `task_oldest_seconds`) are computed from the registry at scrape time.
+//! time, last poll) lives in the live-task table ([`super::task_table`]) from spawn to finish;
+//! a poll only stores a timestamp into the task's own slot. Tasks spawned with plain
+//! `tokio::spawn` are tracked too when the runtime was built with [`install_hooks`] (tokio's
+//! task hooks, `tokio_unstable`), labelled by spawn site: the hooks find the task's slot from
+//! its id without a shared lock. Gauges (`tasks_alive`, `task_leak_suspects`,
+//! `task_oldest_seconds`) are computed from the table at scrape time.
 //!
 //! A task remembers the [`LeakCheck`] active in the context that spawned it (inherited by
 //! tasks it spawns in turn), so a check blames only its own tasks even with tests running in
 //! parallel.
 
-use std::cell::{Cell, RefCell};
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::future::Future;
-use std::hash::{BuildHasher, Hash, Hasher};
 use std::panic::Location;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
 use prometheus_client::encoding::DescriptorEncoder;
 use serde::Serialize;
 use tokio::task::JoinHandle;
 
 use super::clock_ns;
-use super::families;
+use super::task_table::{self as table, Entry, TaskView};
 use crate::metrics::catalog::{TASKS_ALIVE, TASK_LEAK_SUSPECTS, TASK_OLDEST};
-use crate::metrics::{describe, Counter};
+use crate::metrics::describe;
 
 pub use super::leak::{LeakCheck, LeakReport, LeakedTask};
 
-const SHARDS: usize = 64;
+impl TaskView {
+    pub fn name(&self) -> Option<&'static str> {
+        self.site.name
+    }
 
-/// State of one live task (about 100 bytes with its registry entry).
-#[derive(Debug)]
-pub(crate) struct TaskState {
-    pub name: Option<&'static str>,
-    pub site: &'static Location<'static>,
-    pub spawned_at: Instant,
-    /// [`clock_ns`] of the last poll start; 0 = never polled.
-    pub last_poll_ns: AtomicU64,
-    pub check: u64,
-    finished: Counter,
-}
-
-impl TaskState {
     /// `task` label: the name, or `file:line` of the spawn site.
     pub fn label(&self) -> String {
-        match self.name {
+        match self.site.name {
             Some(n) => n.to_string(),
-            None => site_label(self.site),
+            None => site_label(self.site.location),
         }
     }
 
+    pub fn age(&self, now_ns: u64) -> Duration {
+        Duration::from_nanos(now_ns.saturating_sub(self.spawned_ns))
+    }
+
     pub fn since_last_poll(&self, now_ns: u64) -> Option<Duration> {
-        match self.last_poll_ns.load(Relaxed) {
+        match self.last_poll_ns {
             0 => None,
             t => Some(Duration::from_nanos(now_ns.saturating_sub(t))),
         }
     }
-
-    fn group_key(&self) -> (bool, usize) {
-        match self.name {
-            Some(n) => (true, n.as_ptr() as usize),
-            None => (false, self.site as *const _ as usize),
-        }
-    }
 }
 
-fn site_label(l: &Location<'_>) -> String {
+pub(crate) fn site_label(l: &Location<'_>) -> String {
     format!("{}:{}", short_file(l.file()), l.line())
 }
 
@@ -109,69 +94,9 @@ pub(crate) fn short_file(file: &str) -> &str {
     &file[cut..]
 }
 
-/// Hashes task ids and label keys (integers and addresses, never chosen by an outside party)
-/// with one multiply: the registry is on every hooked spawn and poll, where SipHash showed.
-#[derive(Default, Clone, Copy)]
-struct IdHash(u64);
-
-impl Hasher for IdHash {
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.write_u64(b as u64);
-        }
-    }
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    }
-    fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
-type IdBuild = std::hash::BuildHasherDefault<IdHash>;
-type IdMap<K> = HashMap<K, Arc<TaskState>, IdBuild>;
-/// Per label key: the `(spawned, finished)` counters.
-type LabelCounters = HashMap<(bool, usize), (Counter, Counter), IdBuild>;
-
-/// A sharded map; the shard lock is taken at spawn and finish (and, for hooked tasks, once
-/// per poll).
-type Shard<K> = Mutex<IdMap<K>>;
-
-struct Shards<K>(Box<[Shard<K>]>);
-
-impl<K: Hash + Eq> Shards<K> {
-    fn new() -> Self {
-        Self((0..SHARDS).map(|_| Mutex::new(IdMap::default())).collect())
-    }
-    fn shard(&self, k: &K) -> &Shard<K> {
-        // The high bits of the multiplicative hash are the well-mixed ones.
-        let h = IdBuild::default().hash_one(k);
-        &self.0[(h >> 58) as usize % SHARDS]
-    }
-    fn for_each(&self, mut f: impl FnMut(&Arc<TaskState>)) {
-        for s in self.0.iter() {
-            for t in s.lock().values() {
-                f(t);
-            }
-        }
-    }
-}
-
-struct Registry {
-    tracked: Shards<u64>,
-    hooked: Shards<tokio::task::Id>,
-}
-
-fn registry() -> &'static Registry {
-    static R: std::sync::OnceLock<Registry> = std::sync::OnceLock::new();
-    R.get_or_init(|| Registry { tracked: Shards::new(), hooked: Shards::new() })
-}
-
 /// Calls `f` for every live task (tracked and hooked).
-pub(crate) fn for_each_task(mut f: impl FnMut(&Arc<TaskState>)) {
-    let r = registry();
-    r.tracked.for_each(&mut f);
-    r.hooked.for_each(&mut f);
+pub(crate) fn for_each_task(f: impl FnMut(TaskView)) {
+    table::for_each(f)
 }
 
 static LEAK_THRESHOLD_NS: AtomicU64 = AtomicU64::new(60_000_000_000);
@@ -186,8 +111,8 @@ pub fn leak_threshold() -> Duration {
     Duration::from_nanos(LEAK_THRESHOLD_NS.load(Relaxed))
 }
 
-fn is_suspect(t: &TaskState, now: Instant, now_ns: u64, threshold: Duration) -> bool {
-    now.duration_since(t.spawned_at) > threshold && t.since_last_poll(now_ns).is_none_or(|d| d > threshold)
+fn is_suspect(t: &TaskView, now_ns: u64, threshold: Duration) -> bool {
+    t.age(now_ns) > threshold && t.since_last_poll(now_ns).is_none_or(|d| d > threshold)
 }
 
 thread_local! {
@@ -195,7 +120,6 @@ thread_local! {
     static CURRENT_CHECK: Cell<u64> = const { Cell::new(0) };
     /// Set while `spawn` calls `tokio::spawn`, so the spawn hook skips the task.
     static SPAWNING_TRACKED: Cell<bool> = const { Cell::new(false) };
-    static COUNTERS: RefCell<LabelCounters> = RefCell::new(HashMap::default());
 }
 
 pub(crate) fn current_check() -> u64 {
@@ -206,40 +130,15 @@ pub(crate) fn set_current_check(id: u64) -> u64 {
     CURRENT_CHECK.try_with(|c| c.replace(id)).unwrap_or(0)
 }
 
-/// `(spawned, finished)` counters for a task label, cached per thread.
-fn counters(name: Option<&'static str>, site: &'static Location<'static>) -> (Counter, Counter) {
-    let key = match name {
-        Some(n) => (true, n.as_ptr() as usize),
-        None => (false, site as *const _ as usize),
-    };
-    let make = || {
-        let label = name.map_or_else(|| site_label(site), str::to_string);
-        let f = families();
-        (f.tasks_spawned.get([&label]), f.tasks_finished.get([&label]))
-    };
-    COUNTERS
-        .try_with(|c| {
-            if let Some(v) = c.borrow().get(&key) {
-                return v.clone();
-            }
-            let v = make();
-            c.borrow_mut().insert(key, v.clone());
-            v
-        })
-        .unwrap_or_else(|_| make())
-}
-
-fn new_state(name: Option<&'static str>, site: &'static Location<'static>) -> Arc<TaskState> {
-    let (spawned, finished) = counters(name, site);
-    spawned.inc();
-    Arc::new(TaskState {
-        name,
-        site,
-        spawned_at: Instant::now(),
-        last_poll_ns: AtomicU64::new(0),
-        check: current_check(),
-        finished,
-    })
+/// The clock for a spawn time: the start of the poll that is spawning, when a hooked runtime
+/// is polling the caller (off by at most that poll's length, far below any threshold that
+/// reads it), else a clock read.
+#[inline]
+fn spawn_time_ns() -> u64 {
+    match super::runtime::poll_started_ns() {
+        0 => clock_ns(),
+        now => now,
+    }
 }
 
 /// Spawns a task labelled `name` (a bounded, static name such as `flush` or `conn`).
@@ -288,12 +187,25 @@ where
         let _ = (name, site);
         return tokio::spawn(fut);
     }
-    static NEXT_ID: AtomicU64 = AtomicU64::new(1);
-    let id = NEXT_ID.fetch_add(1, Relaxed);
-    let state = new_state(name, site);
-    registry().tracked.shard(&id).lock().insert(id, state.clone());
+    let site = table::site(name, site);
+    #[cfg(tokio_unstable)]
+    if super::runtime::poll_started_ns() != 0 {
+        // A hooked runtime is polling the caller, and `tokio::spawn` spawns onto it: its spawn
+        // hook records the task under its tokio id with this site, so no wrapper is needed.
+        let _ = HOOK_SITE.try_with(|s| s.set(Some(site)));
+        let handle = spawn_named(name, fut);
+        // Still set only if the caller had entered another, unhooked runtime: then the task
+        // goes untracked rather than mislabel the next plain spawn.
+        let _ = HOOK_SITE.try_with(|s| s.set(None));
+        return handle;
+    }
+    // Keys of tracked tasks: their own sequence, kept apart from tokio's task ids by bit 62.
+    static NEXT_KEY: AtomicU64 = AtomicU64::new(1);
+    let key = NEXT_KEY.fetch_add(1, Relaxed) | 1 << 62;
+    site.spawned.inc();
+    let entry = table::insert(key, site, spawn_time_ns(), current_check());
     let _ = SPAWNING_TRACKED.try_with(|s| s.set(true));
-    let handle = spawn_named(name, Tracked { fut, state, id });
+    let handle = spawn_named(name, Tracked { fut, entry, key });
     let _ = SPAWNING_TRACKED.try_with(|s| s.set(false));
     handle
 }
@@ -322,8 +234,8 @@ where
 /// The wrapper future of a tracked task.
 struct Tracked<F> {
     fut: F,
-    state: Arc<TaskState>,
-    id: u64,
+    entry: Entry,
+    key: u64,
 }
 
 struct RestoreCheck(u64);
@@ -345,8 +257,8 @@ impl<F: Future> Future for Tracked<F> {
             0 => clock_ns().max(1),
             hooked => hooked,
         };
-        this.state.last_poll_ns.store(now, Relaxed);
-        let _restore = RestoreCheck(set_current_check(this.state.check));
+        let check = this.entry.fields().polled(now);
+        let _restore = RestoreCheck(set_current_check(check));
         unsafe { Pin::new_unchecked(&mut this.fut) }.poll(cx)
     }
 }
@@ -354,8 +266,8 @@ impl<F: Future> Future for Tracked<F> {
 impl<F> Drop for Tracked<F> {
     fn drop(&mut self) {
         // Runs when the task completes or is aborted (tokio drops the future either way).
-        registry().tracked.shard(&self.id).lock().remove(&self.id);
-        self.state.finished.inc();
+        table::release(self.key, &self.entry);
+        self.entry.fields().site().finished.inc();
     }
 }
 
@@ -365,36 +277,34 @@ impl<F> Drop for Tracked<F> {
 thread_local! {
     /// The check to restore after this poll, if the poll changed it.
     static SAVED_CHECK: Cell<Option<u64>> = const { Cell::new(None) };
+    /// Set while `spawn` hands a named task to the spawn hook.
+    static HOOK_SITE: Cell<Option<&'static table::Site>> = const { Cell::new(None) };
 }
 
 #[cfg(tokio_unstable)]
 pub(crate) fn hook_spawn(meta: &tokio::runtime::TaskMeta<'_>) {
     if SPAWNING_TRACKED.try_with(Cell::get).unwrap_or(false) {
-        return; // tracked by `spawn` itself
+        return; // tracked by `spawn`'s wrapper
     }
-    let state = new_state(None, meta.spawned_at());
-    let id = meta.id();
-    registry().hooked.shard(&id).lock().insert(id, state);
+    let site = match HOOK_SITE.try_with(Cell::take) {
+        Ok(Some(named)) => named,
+        _ => table::site(None, meta.spawned_at()),
+    };
+    site.spawned.inc();
+    table::insert(table::task_key(meta.id()), site, spawn_time_ns(), current_check());
 }
 
 #[cfg(tokio_unstable)]
 pub(crate) fn hook_terminate(meta: &tokio::runtime::TaskMeta<'_>) {
-    let id = meta.id();
-    if let Some(state) = registry().hooked.shard(&id).lock().remove(&id) {
-        state.finished.inc();
+    if let Some(site) = table::remove(table::task_key(meta.id())) {
+        site.finished.inc();
     }
 }
 
 /// `now_ns` is the poll's start ([`clock_ns`]), read once for this and the poll timer.
 #[cfg(tokio_unstable)]
 pub(crate) fn hook_before_poll(meta: &tokio::runtime::TaskMeta<'_>, now_ns: u64) {
-    let id = meta.id();
-    let check = {
-        let shard = registry().hooked.shard(&id).lock();
-        let Some(state) = shard.get(&id) else { return };
-        state.last_poll_ns.store(now_ns.max(1), Relaxed);
-        state.check
-    };
+    let Some(check) = table::with(table::task_key(meta.id()), |f| f.polled(now_ns)) else { return };
     let prev = set_current_check(check);
     if prev != check {
         let _ = SAVED_CHECK.try_with(|s| s.set(Some(prev)));
@@ -430,10 +340,10 @@ fn groups() -> Vec<Group> {
     let threshold = leak_threshold();
     let mut by_key: HashMap<(bool, usize), Group> = HashMap::new();
     for_each_task(|t| {
-        let g = by_key.entry(t.group_key()).or_insert_with(|| Group { label: t.label(), ..Group::default() });
+        let g = by_key.entry(t.site.key()).or_insert_with(|| Group { label: t.label(), ..Group::default() });
         g.alive += 1;
-        g.suspects += is_suspect(t, now, now_ns, threshold) as i64;
-        g.oldest = g.oldest.max(now.duration_since(t.spawned_at));
+        g.suspects += is_suspect(&t, now_ns, threshold) as i64;
+        g.oldest = g.oldest.max(t.age(now_ns));
     });
     // Distinct sites with the same label (same name from several places) merge here.
     let mut by_label: HashMap<String, Group> = HashMap::new();
@@ -523,18 +433,17 @@ pub fn report(oldest: usize) -> TasksReport {
             oldest_seconds: g.oldest.as_secs_f64(),
         })
         .collect();
-    let mut all: Vec<Arc<TaskState>> = Vec::new();
-    for_each_task(|t| all.push(t.clone()));
-    all.sort_by_key(|t| t.spawned_at);
-    let now = Instant::now();
+    let mut all: Vec<TaskView> = Vec::new();
+    for_each_task(|t| all.push(t));
+    all.sort_by_key(|t| t.spawned_ns);
     let now_ns = clock_ns();
     let oldest = all
         .iter()
         .take(oldest)
         .map(|t| TaskRow {
             task: t.label(),
-            site: site_label(t.site),
-            age_seconds: now.duration_since(t.spawned_at).as_secs_f64(),
+            site: site_label(t.site.location),
+            age_seconds: t.age(now_ns).as_secs_f64(),
             since_last_poll_seconds: t.since_last_poll(now_ns).map(|d| d.as_secs_f64()),
         })
         .collect();
