@@ -1,7 +1,7 @@
 //! Task tracking: spawn by name or site, live-task registry, leak suspects, [`LeakCheck`].
 //!
 //! [`spawn`] / [`spawn_tracked`] wrap the future so that its state (name, spawn site, spawn
-//! time, last poll) lives in the live-task table ([`super::task_table`]) from spawn to finish;
+//! time, last poll) lives in the live-task table (`task_table.rs`) from spawn to finish;
 //! a poll only stores a timestamp into the task's own slot. Tasks spawned with plain
 //! `tokio::spawn` are tracked too when the runtime was built with [`install_hooks`] (tokio's
 //! task hooks, `tokio_unstable`), labelled by spawn site: the hooks find the task's slot from
