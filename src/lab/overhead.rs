@@ -14,30 +14,15 @@ use std::time::Duration;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::lab::compare::Spread;
 use crate::lab::http;
 use crate::lab::runner::{summarize, LabOptions, LevelReport, RunSummary, Skip, System};
 use crate::lab::scenario::Scenario;
 use crate::load::Level;
 
-/// Min, median and max of one ratio over the rounds.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Spread {
-    pub min: f64,
-    pub median: f64,
-    pub max: f64,
-}
-
-impl Spread {
-    fn of(mut v: Vec<f64>) -> Spread {
-        v.retain(|x| x.is_finite());
-        v.sort_by(f64::total_cmp);
-        if v.is_empty() {
-            return Spread { min: f64::NAN, median: f64::NAN, max: f64::NAN };
-        }
-        let n = v.len();
-        let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
-        Spread { min: v[0], median, max: v[n - 1] }
-    }
+/// The spread of `values`, NaN throughout when none is finite (a round that measured nothing).
+fn spread_of(values: impl IntoIterator<Item = f64>) -> Spread {
+    Spread::of(values).unwrap_or(Spread { min: f64::NAN, median: f64::NAN, max: f64::NAN })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,13 +103,12 @@ pub async fn overhead(scenario: &Scenario, baseline: &Path, opts: &LabOptions) -
                     runs_on.push(measure(&on, &level).await?);
                 }
             }
-            let per_round = |f: fn(&Measured) -> f64| {
-                Spread::of(runs_on.iter().zip(&runs_off).map(|(a, b)| ratio(f(a), f(b))).collect())
-            };
+            let per_round =
+                |f: fn(&Measured) -> f64| spread_of(runs_on.iter().zip(&runs_off).map(|(a, b)| ratio(f(a), f(b))));
             let qps_ratio = per_round(|m| m.run.qps);
             let p99_ratio = per_round(|m| m.run.p99);
             let cpu_ratio = per_round(|m| m.cpu_per_request);
-            let cpu_median = |runs: &[Measured]| Spread::of(runs.iter().map(|m| m.cpu_per_request).collect()).median;
+            let cpu_median = |runs: &[Measured]| spread_of(runs.iter().map(|m| m.cpu_per_request)).median;
             let (cpu_on, cpu_off) = (cpu_median(&runs_on), cpu_median(&runs_off));
             let runs_on: Vec<RunSummary> = runs_on.into_iter().map(|m| m.run).collect();
             let runs_off: Vec<RunSummary> = runs_off.into_iter().map(|m| m.run).collect();
@@ -266,11 +250,11 @@ mod tests {
 
     #[test]
     fn spread_is_min_median_max_and_ignores_undefined_ratios() {
-        let s = Spread::of(vec![1.02, f64::NAN, 0.95, 0.99]);
+        let s = spread_of([1.02, f64::NAN, 0.95, 0.99]);
         assert_eq!((s.min, s.median, s.max), (0.95, 0.99, 1.02));
-        let even = Spread::of(vec![1.0, 0.9, 0.8, 0.7]);
+        let even = spread_of([1.0, 0.9, 0.8, 0.7]);
         assert!((even.median - 0.85).abs() < 1e-12);
-        assert!(Spread::of(vec![]).median.is_nan());
+        assert!(spread_of([0.0; 0]).median.is_nan());
     }
 
     #[test]
