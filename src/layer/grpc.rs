@@ -5,13 +5,14 @@
 //! it counts as `ok` (its status follows in the trailers). Streaming calls are timed to their
 //! response headers, not to the end of the stream.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use http::{Request, Response};
 use tower::{Layer, Service};
 
-use super::BoxFuture;
 use crate::metrics::red;
 
 /// The `code` label of a gRPC status code, in snake case (`ok`, `not_found`, ...).
@@ -132,13 +133,10 @@ pub struct RpcServer<S> {
 impl<S, B, R> Service<Request<B>> for RpcServer<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: 'static,
-    R: 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
-    type Future = BoxFuture<Response<R>, S::Error>;
+    type Future = RpcServerFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
         self.inner.poll_ready(cx)
@@ -149,10 +147,33 @@ where
         // Shares the request's bytes: no copy of the path.
         let uri = req.uri().clone();
         // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
-        let mut span = crate::telemetry::grpc_server_span(req.uri().path(), req.headers());
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let result = span.run(response).await;
+        let span = crate::telemetry::grpc_server_span(req.uri().path(), req.headers());
+        let scope = span.scope();
+        RpcServerFuture { response: self.inner.call(req), scope, done: Some((span, uri, started)) }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`RpcServer`]: the inner service's, polled under the call's span,
+    /// recording the call when its response is ready. Not boxed.
+    pub struct RpcServerFuture<F> {
+        #[pin]
+        response: F,
+        scope: crate::telemetry::Scope,
+        done: Option<(crate::telemetry::Span, http::Uri, Instant)>,
+    }
+}
+
+impl<F, R, E> Future for RpcServerFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+{
+    type Output = Result<Response<R>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.scope.poll(this.response, cx));
+        if let Some((mut span, uri, started)) = this.done.take() {
             const INTERNAL: i32 = 13;
             let code = result.as_ref().map_or(INTERNAL, code_of);
             span.record_grpc_status(code);
@@ -161,8 +182,8 @@ where
                 // Recorded in the span's scope: a sampled trace id becomes the exemplar.
                 span.in_scope(|| red::rpc_server(method_of(&uri), code_label(code), started.elapsed()));
             }
-            result
-        })
+        }
+        Poll::Ready(result)
     }
 }
 
@@ -270,13 +291,11 @@ where
 impl<S, B, R> Service<Request<B>> for RpcClient<S>
 where
     S: Service<Request<B>, Response = Response<R>>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError> + 'static,
-    R: 'static,
+    S::Error: Into<BoxError>,
 {
     type Response = Response<R>;
     type Error = BoxError;
-    type Future = BoxFuture<Response<R>, BoxError>;
+    type Future = RpcClientFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -290,17 +309,41 @@ where
         if attempt.0 > 0 {
             red::rpc_client_retry(method_of(&uri));
         }
-        let response = self.inner.call(req);
-        Box::pin(async move {
-            let result = response.await.map_err(Into::into);
+        RpcClientFuture { response: self.inner.call(req), done: Some((uri, started)) }
+    }
+}
+
+#[cfg(not(pinchpoint_bare))]
+pin_project_lite::pin_project! {
+    /// The future of [`RpcClient`]: the channel's, recording the call when it completes.
+    /// Not boxed.
+    pub struct RpcClientFuture<F> {
+        #[pin]
+        response: F,
+        done: Option<(http::Uri, Instant)>,
+    }
+}
+
+#[cfg(not(pinchpoint_bare))]
+impl<F, R, E> Future for RpcClientFuture<F>
+where
+    F: Future<Output = Result<Response<R>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<R>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = std::task::ready!(this.response.poll(cx)).map_err(Into::into);
+        if let Some((uri, started)) = this.done.take() {
             let code = match &result {
                 Ok(r) => code_of(r),
                 Err(e) => transport_code(&**e),
             };
             // The caller's span (if any) is the task's trace: a sampled one becomes the exemplar.
             red::rpc_client(method_of(&uri), code_label(code), started.elapsed());
-            result
-        })
+        }
+        Poll::Ready(result)
     }
 }
 

@@ -12,10 +12,10 @@
 mod grpc;
 mod http;
 
+#[cfg(not(pinchpoint_bare))]
+pub use self::grpc::RpcClientFuture;
 pub use self::grpc::{
-    code_label, Attempt, BoxError, MessagesRecorded, RpcClient, RpcClientLayer, RpcServer, RpcServerLayer,
+    code_label, Attempt, BoxError, MessagesRecorded, RpcClient, RpcClientLayer, RpcServer, RpcServerFuture,
+    RpcServerLayer,
 };
-pub use self::http::{HttpMetrics, HttpMetricsLayer, UNMATCHED};
-
-/// The future every layer's service returns.
-pub type BoxFuture<T, E> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, E>> + Send + 'static>>;
+pub use self::http::{HttpMetrics, HttpMetricsFuture, HttpMetricsLayer, UNMATCHED};

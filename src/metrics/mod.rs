@@ -11,6 +11,7 @@ pub mod catalog;
 mod family;
 mod histogram;
 mod integral;
+mod intern;
 mod process;
 pub mod red;
 mod sources;
@@ -27,6 +28,7 @@ use prometheus_client::registry::Registry;
 pub use family::{Fam, LabelSet};
 pub use histogram::{Histogram, Snapshot, BYTE_BOUNDS, COUNT_BOUNDS, DURATION_BOUNDS_NS};
 pub use integral::{Entered, Integral};
+pub use intern::{intern, intern_cached};
 pub use sources::{add_source, Source};
 pub use striped::{stripe_count, stripe_index, Counter, Gauge, ReadTimeSum};
 

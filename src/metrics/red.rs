@@ -22,8 +22,6 @@ use super::{families, Counter, Histogram};
 /// caller passes unbounded labels; such labels fold into `other` anyway).
 const THREAD_CACHE_CAP: usize = 1024;
 
-type Cache<V> = RefCell<LabelMap<V>>;
-
 /// A thread's cache of series handles by label key.
 pub(crate) type LabelMap<V> = HashMap<String, V, BuildHasherDefault<LabelHasher>>;
 
@@ -71,85 +69,208 @@ impl Hasher for LabelHasher {
 
 thread_local! {
     static KEY: RefCell<String> = const { RefCell::new(String::new()) };
-    static HTTP: Cache<(Counter, Histogram)> = RefCell::new(LabelMap::default());
-    static RPC_SERVER: Cache<(Counter, Histogram)> = RefCell::new(LabelMap::default());
-    static RPC_CLIENT: Cache<(Counter, Histogram)> = RefCell::new(LabelMap::default());
-    static RETRY: Cache<Counter> = RefCell::new(LabelMap::default());
-    static STORE: Cache<Histogram> = RefCell::new(LabelMap::default());
+    static HTTP: RefCell<Cache<(Counter, Histogram)>> = RefCell::new(Cache::default());
+    static RPC_SERVER: RefCell<Cache<(Counter, Histogram)>> = RefCell::new(Cache::default());
+    static RPC_CLIENT: RefCell<Cache<(Counter, Histogram)>> = RefCell::new(Cache::default());
+    static RETRY: RefCell<Cache<Counter>> = RefCell::new(Cache::default());
+    static STORE: RefCell<Cache<Histogram>> = RefCell::new(Cache::default());
 }
 
-/// Looks `key(parts)` up in the thread's cache, creating with `make` on a miss, and hands the
-/// handles to `record` by reference: cloning them would bump their `Arc` counts, a shared
-/// atomic every thread recording the same series writes.
+/// Separates label values in a cache key.
+const SEP: u8 = 0x1f;
+
+/// Label tuples a thread remembers having recorded last, per family.
+const RECENT: usize = 4;
+
+/// One cached series: its key and handles. Boxed in the map, so [`Cache::recent`] can point at
+/// it while the map grows.
+struct Entry<V> {
+    key: Box<str>,
+    value: V,
+}
+
+impl<V> Entry<V> {
+    /// Whether this entry's key is `parts` joined by [`SEP`], compared in place.
+    fn is(&self, parts: &[&str]) -> bool {
+        let mut rest = self.key.as_bytes();
+        for (i, part) in parts.iter().enumerate() {
+            if i > 0 {
+                match rest.split_first() {
+                    Some((&SEP, tail)) => rest = tail,
+                    _ => return false,
+                }
+            }
+            match rest.strip_prefix(part.as_bytes()) {
+                Some(tail) => rest = tail,
+                None => return false,
+            }
+        }
+        rest.is_empty()
+    }
+}
+
+/// A thread's series handles for one family, by label key. A request path records the same
+/// few tuples over and over: those are found among the [`RECENT`] ones by comparing the labels
+/// in place, without building and hashing a key, or, for a caller whose labels are interned,
+/// by one integer standing for the tuple.
+struct Cache<V> {
+    map: LabelMap<Box<Entry<V>>>,
+    /// Entries of `map` (which never drops one while the cache lives), overwritten in turn.
+    recent: [*const Entry<V>; RECENT],
+    next: usize,
+    /// `(id, entry)` for tuples recorded by id ([`cached`]'s `id`); 0 = empty.
+    by_id: [(u64, *const Entry<V>); RECENT],
+    next_id: usize,
+}
+
+impl<V> Default for Cache<V> {
+    fn default() -> Self {
+        Cache {
+            map: LabelMap::default(),
+            recent: [std::ptr::null(); RECENT],
+            next: 0,
+            by_id: [(0, std::ptr::null()); RECENT],
+            next_id: 0,
+        }
+    }
+}
+
+impl<V> Cache<V> {
+    fn recent(&self, parts: &[&str]) -> Option<*const Entry<V>> {
+        self.recent.iter().copied().find(|&e| {
+            // SAFETY: non-null pointers in `recent` point into boxes `map` owns and never drops
+            // while `self` lives.
+            unsafe { e.as_ref() }.is_some_and(|e| e.is(parts))
+        })
+    }
+
+    fn by_id(&self, id: u64) -> Option<*const Entry<V>> {
+        self.by_id.iter().find(|(i, _)| *i == id).map(|&(_, e)| e)
+    }
+
+    /// The entry of `parts` from the map, made with `make` when it is new; `None` when the
+    /// map is full.
+    fn find_or_insert(&mut self, parts: &[&str], make: &mut Option<impl FnOnce() -> V>) -> Option<*const Entry<V>> {
+        let e = KEY
+            .try_with(|k| {
+                let mut k = k.borrow_mut();
+                k.clear();
+                for (i, part) in parts.iter().enumerate() {
+                    if i > 0 {
+                        k.push(char::from(SEP));
+                    }
+                    k.push_str(part);
+                }
+                if let Some(e) = self.map.get(k.as_str()) {
+                    return Some(&**e as *const Entry<V>);
+                }
+                if self.map.len() >= THREAD_CACHE_CAP {
+                    return None;
+                }
+                let value = (make.take().expect("make once"))();
+                let e = Box::new(Entry { key: k.as_str().into(), value });
+                let ptr: *const Entry<V> = &*e;
+                self.map.insert(k.clone(), e);
+                Some(ptr)
+            })
+            .ok()??;
+        self.recent[self.next] = e;
+        self.next = (self.next + 1) % RECENT;
+        Some(e)
+    }
+}
+
+/// Looks the label tuple `parts` up in the thread's cache, creating its handles with `make` on
+/// a miss, and hands them to `record` by reference: cloning them would bump their `Arc` counts,
+/// a shared atomic every thread recording the same series writes. `id`, when given, must stand
+/// for `parts` and nothing else for the life of the process (built from interned labels).
 fn cached<V>(
-    cache: &'static LocalKey<Cache<V>>,
-    build_key: impl FnOnce(&mut String),
+    cache: &'static LocalKey<RefCell<Cache<V>>>,
+    id: Option<u64>,
+    parts: &[&str],
     make: impl FnOnce() -> V,
     record: impl FnOnce(&V),
 ) {
     let mut make = Some(make);
     let mut record = Some(record);
-    let done = KEY.try_with(|k| {
-        let mut k = k.borrow_mut();
-        k.clear();
-        build_key(&mut k);
-        cache
-            .try_with(|c| {
-                if let Some(v) = c.borrow().get(k.as_str()) {
-                    return (record.take().expect("record once"))(v);
-                }
-                let v = (make.take().expect("make once"))();
-                (record.take().expect("record once"))(&v);
-                let mut c = c.borrow_mut();
-                if c.len() < THREAD_CACHE_CAP {
-                    c.insert(k.clone(), v);
-                }
-            })
-            .is_ok()
-    });
-    if !matches!(done, Ok(true)) {
-        // Thread-locals are being torn down: go to the family directly.
-        if let (Some(make), Some(record)) = (make.take(), record.take()) {
-            record(&make());
+    let _ = cache.try_with(|c| {
+        let mut c = c.borrow_mut();
+        let known = id.and_then(|id| c.by_id(id));
+        let Some(e) = known.or_else(|| c.recent(parts)).or_else(|| c.find_or_insert(parts, &mut make)) else {
+            return;
+        };
+        if let (Some(id), None) = (id, known) {
+            let n = c.next_id;
+            c.by_id[n] = (id, e);
+            c.next_id = (n + 1) % RECENT;
         }
+        // SAFETY: `e` points into a box `c.map` owns; `c` stays borrowed while it is used.
+        (record.take().expect("record once"))(unsafe { &(*e).value });
+    });
+    // A full cache, or thread-locals being torn down: go to the family directly.
+    if let Some(record) = record.take() {
+        let make = make.take().expect("make unused while record is");
+        record(&make());
     }
 }
 
 /// An HTTP status as three digits, without the formatting machinery.
-fn push_status(k: &mut String, status: u16) {
-    if (100..1000).contains(&status) {
-        for d in [status / 100, status / 10 % 10, status % 10] {
-            k.push(char::from(b'0' + d as u8));
-        }
-    } else {
-        k.push_str(&status.to_string());
-    }
-}
-
-fn key2(k: &mut String, a: &str, b: &str) {
-    k.push_str(a);
-    k.push('\u{1f}');
-    k.push_str(b);
+fn status_digits(status: u16) -> Option<[u8; 3]> {
+    (100..1000).contains(&status).then(|| [status / 100, status / 10 % 10, status % 10].map(|d| b'0' + d as u8))
 }
 
 /// One HTTP request served: `route` is the route template (`/api/v1/counter/{id}/{type}`),
 /// never the raw path.
 pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
+    http_request_with_id(None, route, method, status, elapsed)
+}
+
+/// [`http_request`] for a layer whose route is interned
+/// ([`intern`](super::intern)): the route's address, the method and the status make the
+/// cache's id, so a repeat compares one integer.
+pub(crate) fn http_request_interned(route: &'static str, method: &http::Method, status: u16, elapsed: Duration) {
+    const STANDARD: [http::Method; 9] = [
+        http::Method::GET,
+        http::Method::POST,
+        http::Method::PUT,
+        http::Method::DELETE,
+        http::Method::PATCH,
+        http::Method::HEAD,
+        http::Method::OPTIONS,
+        http::Method::CONNECT,
+        http::Method::TRACE,
+    ];
+    // Route addresses are aligned neither way: keep all their bits, fold the rest above.
+    let id = STANDARD
+        .iter()
+        .position(|m| m == method)
+        .filter(|_| status < 1000)
+        .map(|m| (route.as_ptr() as u64) ^ ((m as u64 + 1) << 48) ^ (u64::from(status) << 52));
+    http_request_with_id(id, route, method.as_str(), status, elapsed)
+}
+
+fn http_request_with_id(id: Option<u64>, route: &str, method: &str, status: u16, elapsed: Duration) {
     // The uninstrumented twin (`--cfg pinchpoint_bare`) records nothing.
     if cfg!(pinchpoint_bare) {
         return;
     }
+    let digits = status_digits(status);
+    let owned;
+    let status_label = match &digits {
+        // SAFETY: ASCII digits.
+        Some(d) => unsafe { std::str::from_utf8_unchecked(d) },
+        None => {
+            owned = status.to_string();
+            owned.as_str()
+        }
+    };
     cached(
         &HTTP,
-        |k| {
-            key2(k, route, method);
-            k.push('\u{1f}');
-            push_status(k, status);
-        },
+        id,
+        &[route, method, status_label],
         || {
             let f = families();
-            let status = status.to_string();
-            (f.http_requests.get([route, method, &status]), f.http_duration.get([route, method]))
+            (f.http_requests.get([route, method, status_label]), f.http_duration.get([route, method]))
         },
         |(count, hist)| {
             count.inc();
@@ -160,7 +281,7 @@ pub fn http_request(route: &str, method: &str, status: u16, elapsed: Duration) {
 }
 
 fn rpc(
-    cache: &'static LocalKey<Cache<(Counter, Histogram)>>,
+    cache: &'static LocalKey<RefCell<Cache<(Counter, Histogram)>>>,
     client: bool,
     method: &str,
     code: &str,
@@ -172,7 +293,8 @@ fn rpc(
     }
     cached(
         cache,
-        |k| key2(k, method, code),
+        None,
+        &[method, code],
         || {
             let f = families();
             if client {
@@ -208,7 +330,7 @@ pub fn rpc_client_retry(method: &str) {
     if cfg!(pinchpoint_bare) {
         return;
     }
-    cached(&RETRY, |k| k.push_str(method), || families().rpc_client_retries.get([method]), Counter::inc);
+    cached(&RETRY, None, &[method], || families().rpc_client_retries.get([method]), Counter::inc);
 }
 
 /// One store operation: `backend` memory|redis, `op` increment|batch|get.
@@ -217,12 +339,7 @@ pub fn store_op(backend: &str, op: &str, elapsed: Duration) {
     if cfg!(pinchpoint_bare) {
         return;
     }
-    cached(
-        &STORE,
-        |k| key2(k, backend, op),
-        || families().store_op.get([backend, op]),
-        |h| h.observe_duration(elapsed),
-    );
+    cached(&STORE, None, &[backend, op], || families().store_op.get([backend, op]), |h| h.observe_duration(elapsed));
 }
 
 #[cfg(test)]
@@ -256,5 +373,52 @@ mod tests {
         let hashes: std::collections::HashSet<u64> = keys.iter().map(|k| h(k)).collect();
         assert_eq!(hashes.len(), keys.len());
         assert_eq!(h("memory\u{1f}get"), h("memory\u{1f}get"));
+    }
+
+    #[test]
+    fn recent_tuples_are_told_apart_by_every_label() {
+        // More tuples than a thread remembers, sharing prefixes, recorded in turn.
+        let tuples = [
+            ("/rt/a", "GET", 200),
+            ("/rt/a", "GET", 201),
+            ("/rt/ab", "GET", 200),
+            ("/rt/a", "POST", 200),
+            ("/rt/a", "GETX", 200),
+            ("/rt/b", "GET", 200),
+        ];
+        for round in 1..=3 {
+            for (route, method, status) in tuples {
+                http_request(route, method, status, Duration::from_micros(1));
+            }
+            for (route, method, status) in tuples {
+                let c = families().http_requests.get([route, method, &status.to_string()]);
+                assert_eq!(c.get(), round, "{route} {method} {status}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffer_reused_for_other_labels_is_not_mistaken_for_the_old_ones() {
+        let mut route = String::from("/reuse/x");
+        store_op("memory", &route, Duration::from_micros(1));
+        route.replace_range(.., "/reuse/y");
+        store_op("memory", &route, Duration::from_micros(1));
+        assert_eq!(families().store_op.get(["memory", "/reuse/x"]).count(), 1);
+        assert_eq!(families().store_op.get(["memory", "/reuse/y"]).count(), 1);
+    }
+
+    #[test]
+    fn interned_routes_record_into_the_same_series() {
+        let route = super::super::intern("/interned/{id}").unwrap();
+        http_request_interned(route, &http::Method::GET, 200, Duration::from_micros(1));
+        http_request_interned(route, &http::Method::GET, 404, Duration::from_micros(1));
+        http_request_interned(route, &http::Method::GET, 200, Duration::from_micros(1));
+        http_request("/interned/{id}", "GET", 200, Duration::from_micros(1));
+        http_request_interned(route, &http::Method::from_bytes(b"PURGE").unwrap(), 200, Duration::from_micros(1));
+        let f = families();
+        assert_eq!(f.http_requests.get(["/interned/{id}", "GET", "200"]).get(), 3);
+        assert_eq!(f.http_requests.get(["/interned/{id}", "GET", "404"]).get(), 1);
+        assert_eq!(f.http_requests.get(["/interned/{id}", "PURGE", "200"]).get(), 1);
+        assert_eq!(f.http_duration.get(["/interned/{id}", "GET"]).count(), 4);
     }
 }

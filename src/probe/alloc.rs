@@ -20,6 +20,7 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{
@@ -393,13 +394,68 @@ fn route_histogram(route: &str) -> Histogram {
 /// records them in `request_alloc_bytes{route}` when it completes. Allocations made by other
 /// tasks on its behalf (spawned work, I/O drivers) are not attributed to it.
 pub fn track_request<F: Future>(route: &str, fut: F) -> TrackAlloc<F> {
-    TrackAlloc { fut, hist: is_installed().then(|| route_histogram(route)), bytes: 0 }
+    TrackAlloc { fut, hist: is_installed().then(|| Hist::Owned(route_histogram(route))), bytes: 0 }
+}
+
+/// [`track_request`] for an interned route ([`crate::metrics::intern`]): the thread finds
+/// the route's histogram by its address among the last few it used, and borrows it, so a
+/// request bumps no shared reference count.
+pub(crate) fn track_request_interned<F: Future>(route: &'static str, fut: F) -> TrackAlloc<F> {
+    const WAYS: usize = 4;
+    thread_local! {
+        static RECENT: Cell<[(usize, Option<&'static Histogram>); WAYS]> = const { Cell::new([(0, None); WAYS]) };
+        static NEXT: Cell<usize> = const { Cell::new(0) };
+    }
+    if !is_installed() {
+        return TrackAlloc { fut, hist: None, bytes: 0 };
+    }
+    let addr = route.as_ptr() as usize;
+    let recent = RECENT.try_with(Cell::get).unwrap_or_default();
+    let hist = match recent.iter().find(|(a, _)| *a == addr) {
+        Some(&(_, h)) => h,
+        None => {
+            let h = interned_route_histogram(route);
+            let i = NEXT.try_with(|n| n.replace((n.get() + 1) % WAYS)).unwrap_or(0);
+            let _ = RECENT.try_with(|r| {
+                let mut v = r.get();
+                v[i] = (addr, h);
+                r.set(v);
+            });
+            h
+        }
+    };
+    TrackAlloc { fut, hist: hist.map(Hist::Static), bytes: 0 }
+}
+
+/// One histogram per interned route for the life of the process (routes are bounded by the
+/// interner's cap).
+fn interned_route_histogram(route: &'static str) -> Option<&'static Histogram> {
+    static KEPT: parking_lot::Mutex<Option<HashMap<usize, &'static Histogram>>> = parking_lot::Mutex::new(None);
+    let mut kept = KEPT.lock();
+    let kept = kept.get_or_insert_with(HashMap::new);
+    Some(*kept.entry(route.as_ptr() as usize).or_insert_with(|| Box::leak(Box::new(route_histogram(route)))))
+}
+
+/// A route's histogram, owned or kept for the process's life.
+enum Hist {
+    Owned(Histogram),
+    Static(&'static Histogram),
+}
+
+impl std::ops::Deref for Hist {
+    type Target = Histogram;
+    fn deref(&self) -> &Histogram {
+        match self {
+            Hist::Owned(h) => h,
+            Hist::Static(h) => h,
+        }
+    }
 }
 
 /// Future returned by [`track_request`].
 pub struct TrackAlloc<F> {
     fut: F,
-    hist: Option<Histogram>,
+    hist: Option<Hist>,
     bytes: u64,
 }
 

@@ -10,6 +10,7 @@ pub mod alloc;
 mod async_lock;
 #[cfg(feature = "bb8")]
 pub mod bb8;
+mod clock;
 pub mod contention;
 #[cfg(feature = "deadpool")]
 pub mod deadpool;
@@ -75,20 +76,8 @@ pub(crate) fn epoch() -> Instant {
 }
 
 /// Nanoseconds on a monotonic clock, for timestamps kept in atomics: only differences mean
-/// anything. On Linux the raw `CLOCK_MONOTONIC` (what `Instant` reads, without its
-/// `Duration` arithmetic: the task hooks read it twice per poll); never 0 there, since it
-/// counts from boot.
+/// anything. Never 0. See [`clock`] for why it is not simply `Instant`.
 #[inline]
 pub(crate) fn clock_ns() -> u64 {
-    #[cfg(target_os = "linux")]
-    {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: `ts` is a valid out-pointer and CLOCK_MONOTONIC always exists on Linux.
-        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-    }
-    #[cfg(not(target_os = "linux"))]
-    {
-        epoch().elapsed().as_nanos() as u64
-    }
+    clock::now_ns()
 }

@@ -48,6 +48,7 @@ mod span;
 mod task_trace;
 
 pub use propagate::{Propagate, PropagateLayer};
+pub(crate) use span::Scope;
 pub use span::{grpc_client_span, grpc_server_span, http_request_span, sampled_trace_id, store_span, Span};
 
 /// Stand-ins for a build without the `otlp` feature, where no span is ever sampled.

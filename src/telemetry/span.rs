@@ -21,6 +21,8 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use super::task_trace::{self, Scoped as TraceScope, Trace};
 use super::{otlp, otlp_active};
@@ -85,6 +87,17 @@ impl Span {
         }
     }
 
+    /// What the span's work is polled under, for a caller that polls it by hand (an
+    /// unboxed layer future) instead of through [`Span::run`].
+    pub(crate) fn scope(&self) -> Scope {
+        Scope(match &self.0 {
+            Inner::Off => ScopeKind::Plain,
+            Inner::Dropped(unsampled) => ScopeKind::Trace(Trace::Dropped(unsampled.clone())),
+            Inner::Log(span) => ScopeKind::Log(span.clone()),
+            Inner::Exported(live) => ScopeKind::Trace(Trace::Sampled(live.ctx().clone())),
+        })
+    }
+
     /// Calls `f` with this span's trace as the exemplar of the metrics it records.
     pub fn in_scope<R>(&self, f: impl FnOnce() -> R) -> R {
         let scoped = match &self.0 {
@@ -124,6 +137,32 @@ impl Span {
                 }
             }
             Inner::Off | Inner::Dropped(_) => {}
+        }
+    }
+}
+
+/// What [`Span::run`] does on each poll, kept by a future that owns its span: nothing, the
+/// trace made current (so children and outgoing calls find it), or the `tracing` span
+/// entered.
+pub(crate) struct Scope(ScopeKind);
+
+enum ScopeKind {
+    Plain,
+    Trace(Trace),
+    Log(tracing::Span),
+}
+
+impl Scope {
+    /// Polls `fut` once under this scope.
+    #[inline]
+    pub(crate) fn poll<F: Future>(&self, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match &self.0 {
+            ScopeKind::Plain => fut.poll(cx),
+            ScopeKind::Trace(trace) => task_trace::poll_under(trace, fut, cx),
+            ScopeKind::Log(span) => {
+                let _entered = span.enter();
+                fut.poll(cx)
+            }
         }
     }
 }
@@ -240,26 +279,11 @@ fn known_method(method: &str) -> &'static str {
     KNOWN.iter().find(|m| **m == method).copied().unwrap_or("_OTHER")
 }
 
-/// Route templates and span names, kept for the life of the process. Both come from a
-/// bounded set (the router's templates, the standard methods); the cap only guards against
-/// a router that makes templates up.
+/// Route templates and span names, kept for the life of the process (see
+/// [`crate::metrics::intern`]).
 #[cfg(feature = "otlp")]
 fn interned(s: &str) -> Option<Cow<'static, str>> {
-    use std::collections::HashSet;
-    use std::sync::Mutex;
-    const CAP: usize = 1024;
-    static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);
-    let mut seen = SEEN.lock().unwrap_or_else(|e| e.into_inner());
-    let seen = seen.get_or_insert_with(HashSet::new);
-    if let Some(k) = seen.get(s) {
-        return Some(Cow::Borrowed(*k));
-    }
-    if seen.len() >= CAP {
-        return None;
-    }
-    let leaked: &'static str = Box::leak(s.to_owned().into_boxed_str());
-    seen.insert(leaked);
-    Some(Cow::Borrowed(leaked))
+    crate::metrics::intern(s).map(Cow::Borrowed)
 }
 
 /// `counter.v1.CounterService/<method>` without an allocation for the methods we serve.

@@ -47,25 +47,29 @@ impl<F: Future> Future for Scoped<F> {
     type Output = F::Output;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        /// Puts the outer scope's trace back, also when `fut` panics.
-        struct Restore(*const Trace);
-        impl Drop for Restore {
-            fn drop(&mut self) {
-                CURRENT.set(self.0);
-            }
-        }
         let this = self.project();
-        let _restore = Restore(CURRENT.replace(this.trace as *const Trace));
-        this.fut.poll(cx)
+        poll_under(this.trace, this.fut, cx)
     }
+}
+
+/// Polls `fut` once with `trace` as the current trace.
+pub(super) fn poll_under<F: Future>(trace: &Trace, fut: Pin<&mut F>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    /// Puts the outer scope's trace back, also when `fut` panics.
+    struct Restore(*const Trace);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            CURRENT.set(self.0);
+        }
+    }
+    let _restore = Restore(CURRENT.replace(trace as *const Trace));
+    fut.poll(cx)
 }
 
 /// Calls `f` with the trace of the scope this code runs in, if any.
 pub(super) fn with<R>(f: impl FnOnce(Option<&Trace>) -> R) -> R {
     let current = CURRENT.get();
-    // SAFETY: CURRENT is non-null only while `Scoped::poll` runs on this thread, and then it
-    // points at that future's `trace`, which is pinned, not moved and not mutated until the
-    // poll returns. `f` cannot keep the reference: its result type does not name its
+    // SAFETY: CURRENT is non-null only while `poll_under` runs on this thread, and then it
+    // points at the `trace` that call borrows, which cannot move or change until it returns. `f` cannot keep the reference: its result type does not name its
     // lifetime.
     f(unsafe { current.as_ref() })
 }
