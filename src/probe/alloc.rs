@@ -221,18 +221,26 @@ fn record_slow(v: Result<&'static Slot, usize>, alloc: bool, size: usize) {
     }
 }
 
-#[inline]
-fn record(alloc: bool, size: usize) {
-    let v = own_slot();
-    if let Ok(slot) = v {
+/// Counts one small operation in the thread's own slot, if that is all it takes (the thread
+/// has a slot, its count is not about to wrap, the block is under [`LARGE`]).
+#[inline(always)]
+fn record_fast(alloc: bool, size: usize) -> bool {
+    if let Ok(slot) = own_slot() {
         let packed = if alloc { &slot.allocs_packed } else { &slot.frees_packed };
         let w = packed.load(Relaxed);
         if w & COUNT_MASK != COUNT_MASK && size < LARGE {
             packed.store(w + ((size as u64) << COUNT_BITS) + 1, Relaxed);
-            return;
+            return true;
         }
     }
-    record_slow(v, alloc, size);
+    false
+}
+
+#[inline]
+fn record(alloc: bool, size: usize) {
+    if !record_fast(alloc, size) {
+        record_slow(own_slot(), alloc, size);
+    }
 }
 
 #[inline]
@@ -265,31 +273,63 @@ impl<A> CountingAlloc<A> {
     }
 }
 
+impl<A: GlobalAlloc> CountingAlloc<A> {
+    /// Everything but a counted-in-place small block: a thread's first allocation, a count
+    /// about to wrap, a large block, a thread without a slot of its own.
+    #[cold]
+    #[inline(never)]
+    unsafe fn alloc_slow(&self, layout: Layout, zeroed: bool) -> *mut u8 {
+        let size = layout.size();
+        if size < LARGE {
+            record_alloc(size);
+        }
+        let p = if zeroed { self.inner.alloc_zeroed(layout) } else { self.inner.alloc(layout) };
+        if size >= LARGE && !p.is_null() {
+            record_alloc(size);
+        }
+        p
+    }
+
+    #[cold]
+    #[inline(never)]
+    unsafe fn dealloc_slow(&self, ptr: *mut u8, layout: Layout) {
+        record_free(layout.size());
+        self.inner.dealloc(ptr, layout);
+    }
+}
+
 // SAFETY: every method forwards to the inner allocator unchanged; the bookkeeping neither
 // allocates nor unwinds.
+//
+// The common case (a small block, counted in the thread's own slot) is counted before the
+// inner allocator runs, so the call to it is the method's last act and compiles to a jump:
+// no stack frame to build, no result to test. The price: a small allocation that fails is
+// counted as made. In Rust that aborts the process unless the caller used `try_reserve`, and
+// then it is one block under `LARGE` bytes; large blocks, the ones a `try_reserve` might be
+// refused, are counted only when they succeed.
 unsafe impl<A: GlobalAlloc> GlobalAlloc for CountingAlloc<A> {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let p = self.inner.alloc(layout);
-        if !p.is_null() {
-            record_alloc(layout.size());
+        if record_fast(true, layout.size()) {
+            return self.inner.alloc(layout);
         }
-        p
+        self.alloc_slow(layout, false)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        let p = self.inner.alloc_zeroed(layout);
-        if !p.is_null() {
-            record_alloc(layout.size());
+        if record_fast(true, layout.size()) {
+            return self.inner.alloc_zeroed(layout);
         }
-        p
+        self.alloc_slow(layout, true)
     }
 
     #[inline]
     unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        self.inner.dealloc(ptr, layout);
-        record_free(layout.size());
+        if record_fast(false, layout.size()) {
+            return self.inner.dealloc(ptr, layout);
+        }
+        self.dealloc_slow(ptr, layout)
     }
 
     #[inline]

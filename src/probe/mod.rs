@@ -24,6 +24,7 @@ mod lock_cell;
 mod lock_meta;
 #[cfg(not(pinchpoint_bare))]
 mod mutex;
+mod poll_times;
 #[cfg_attr(pinchpoint_bare, path = "bare/pool.rs")]
 pub mod pool;
 #[cfg(not(pinchpoint_bare))]

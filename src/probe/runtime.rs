@@ -1,5 +1,5 @@
 //! Tokio runtime metrics, read from `Handle::metrics()` at scrape time, plus task-poll
-//! durations recorded by runtime hooks into the lock-free duration histogram (the same
+//! durations recorded by runtime hooks into per-thread slots (`poll_times.rs`; the same
 //! bucket layout as every other duration, unlike tokio's own poll-time histogram).
 //!
 //! Attach a runtime with [`register`]; build it with [`builder_multi_thread`] /
@@ -14,7 +14,6 @@
 #[cfg(tokio_unstable)]
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::sync::OnceLock;
 
 use parking_lot::Mutex;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
@@ -23,15 +22,10 @@ use tokio::runtime::{Builder, Handle};
 #[cfg(tokio_unstable)]
 use super::task;
 use crate::metrics::catalog::*;
-use crate::metrics::{describe, emit_gauge, Histogram};
+use crate::metrics::{describe, emit_gauge};
 
 static HANDLE: Mutex<Option<Handle>> = Mutex::new(None);
 static HOOKS: AtomicBool = AtomicBool::new(false);
-
-fn poll_histogram() -> &'static Histogram {
-    static H: OnceLock<Histogram> = OnceLock::new();
-    H.get_or_init(Histogram::durations)
-}
 
 /// Attaches `handle`'s runtime to the metrics (replacing any earlier one).
 pub fn register(handle: Handle) {
@@ -111,7 +105,7 @@ fn install_unstable_hooks(builder: &mut Builder) -> &mut Builder {
         .on_after_task_poll(|_| {
             let start = POLL_START.try_with(Cell::take).unwrap_or(0);
             if start != 0 {
-                poll_histogram().observe_raw(super::clock_ns().saturating_sub(start));
+                super::poll_times::observe(super::clock_ns().saturating_sub(start));
             }
             task::hook_after_poll();
         })
@@ -136,7 +130,7 @@ pub fn builder_current_thread() -> Builder {
 /// The runtime's families, read at scrape time (part of the probes' metrics source).
 pub(super) fn encode(enc: &mut DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
     if HOOKS.load(Relaxed) {
-        poll_histogram().encode(describe(enc, &RUNTIME_POLL)?)?;
+        super::poll_times::PollTimes.encode(describe(enc, &RUNTIME_POLL)?)?;
     }
     let Some(handle) = HANDLE.lock().clone() else {
         return Ok(());
