@@ -5,10 +5,10 @@
 //! it counts as `ok` (its status follows in the trailers). Streaming calls are timed to their
 //! response headers, not to the end of the stream.
 
+use crate::probe::Stopwatch;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use http::{Request, Response};
 use tower::{Layer, Service};
@@ -143,7 +143,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         // Shares the request's bytes: no copy of the path.
         let uri = req.uri().clone();
         // A debug-level span: free unless an OTLP exporter (or RUST_LOG=debug) wants it.
@@ -160,7 +160,7 @@ pin_project_lite::pin_project! {
         #[pin]
         response: F,
         scope: crate::telemetry::Scope,
-        done: Option<(crate::telemetry::Span, http::Uri, Instant)>,
+        done: Option<(crate::telemetry::Span, http::Uri, Stopwatch)>,
     }
 }
 
@@ -302,7 +302,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         // Shares the request's bytes: no copy of the path.
         let uri = req.uri().clone();
         let attempt = req.extensions().get::<Attempt>().copied().unwrap_or(self.attempt);
@@ -320,7 +320,7 @@ pin_project_lite::pin_project! {
     pub struct RpcClientFuture<F> {
         #[pin]
         response: F,
-        done: Option<(http::Uri, Instant)>,
+        done: Option<(http::Uri, Stopwatch)>,
     }
 }
 

@@ -1,9 +1,9 @@
 //! RED for HTTP servers, by route template.
 
+use crate::probe::Stopwatch;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use axum::extract::MatchedPath;
 use http::{Request, Response};
@@ -79,7 +79,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         // Interned, so a request neither copies its route nor bumps the route's shared `Arc`.
         let route = req.extensions().get::<MatchedPath>().map_or(Route::Static(UNMATCHED), |p| {
             crate::metrics::intern_cached(p.as_str()).map_or_else(|| Route::Owned(p.as_str().into()), Route::Static)
@@ -116,7 +116,7 @@ struct Done {
     span: crate::telemetry::Span,
     route: Route,
     method: http::Method,
-    started: Instant,
+    started: Stopwatch,
 }
 
 pin_project_lite::pin_project! {

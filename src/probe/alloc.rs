@@ -47,12 +47,23 @@ pub const LARGE: usize = 1 << 20;
 const SHARED: usize = 1 << (usize::BITS - 1);
 const UNSET: usize = usize::MAX;
 
-/// A packed word holds a count in its low [`COUNT_BITS`] and bytes above them, so one
-/// allocation costs one load and one store. Before the count would wrap, the owner moves the
-/// word into the wide totals ("spill"). Every 2^16 small allocations add under 2^36 bytes, so
-/// the byte field cannot overflow either.
-const COUNT_BITS: u32 = 16;
-const COUNT_MASK: u64 = (1 << COUNT_BITS) - 1;
+/// A packed word holds a count in its top 16 bits and bytes below them, so one allocation
+/// costs one load, one add and one store: the add carries out of the word exactly when the
+/// count would wrap, and the owner then moves the word into the wide totals ("spill"). Every
+/// 2^16 small allocations add under 2^36 bytes, so the byte field never reaches the count.
+const BYTE_BITS: u32 = 48;
+const ONE_COUNT: u64 = 1 << BYTE_BITS;
+const BYTE_MASK: u64 = ONE_COUNT - 1;
+
+#[inline]
+fn count_of(w: u64) -> u64 {
+    w >> BYTE_BITS
+}
+
+#[inline]
+fn bytes_of(w: u64) -> u64 {
+    w & BYTE_MASK
+}
 
 /// One thread's counters. Only the owner writes; a scrape reads the packed words and the
 /// totals under `seq` (a seqlock: odd while a spill is in progress).
@@ -128,8 +139,8 @@ impl Slot {
         let s = self.seq.load(Relaxed);
         self.seq.store(s + 1, Relaxed);
         fence(Release);
-        bump(count, (w & COUNT_MASK) + 1);
-        bump(bytes, (w >> COUNT_BITS) + size as u64);
+        bump(count, count_of(w) + 1);
+        bump(bytes, bytes_of(w) + size as u64);
         packed.store(0, Relaxed);
         if alloc && size >= LARGE {
             bump(&self.totals.large, 1);
@@ -147,10 +158,10 @@ impl Slot {
                 let mut t = self.totals.read();
                 fence(Acquire);
                 if self.seq.load(Relaxed) == s1 {
-                    t.allocs += a & COUNT_MASK;
-                    t.alloc_bytes += a >> COUNT_BITS;
-                    t.frees += f & COUNT_MASK;
-                    t.free_bytes += f >> COUNT_BITS;
+                    t.allocs += count_of(a);
+                    t.alloc_bytes += bytes_of(a);
+                    t.frees += count_of(f);
+                    t.free_bytes += bytes_of(f);
                     return t;
                 }
             }
@@ -228,8 +239,9 @@ fn record_fast(alloc: bool, size: usize) -> bool {
     if let Ok(slot) = own_slot() {
         let packed = if alloc { &slot.allocs_packed } else { &slot.frees_packed };
         let w = packed.load(Relaxed);
-        if w & COUNT_MASK != COUNT_MASK && size < LARGE {
-            packed.store(w + ((size as u64) << COUNT_BITS) + 1, Relaxed);
+        let (next, wrapped) = w.overflowing_add(ONE_COUNT + size as u64);
+        if !wrapped && size < LARGE {
+            packed.store(next, Relaxed);
             return true;
         }
     }
@@ -406,7 +418,7 @@ pub fn thread_allocated_bytes() -> Option<u64> {
     // Not claiming: this thread may not have allocated yet, and only the allocator claims.
     let slot = own_slot().ok()?;
     let packed = slot.allocs_packed.load(Relaxed);
-    Some(slot.totals.alloc_bytes.load(Relaxed) + (packed >> COUNT_BITS))
+    Some(slot.totals.alloc_bytes.load(Relaxed) + bytes_of(packed))
 }
 
 thread_local! {

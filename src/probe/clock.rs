@@ -15,9 +15,29 @@
 //! for durations and ages within one process does not need.
 
 use std::sync::OnceLock;
+use std::time::Duration;
 
 /// How long the TSC is measured against the OS clock before it is trusted.
 const CALIBRATION_NS: u64 = 50_000_000;
+
+/// When something started, on the probes' clock: what the layers and the store time a call
+/// with, at half the cost of two `Instant` reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Stopwatch(u64);
+
+impl Stopwatch {
+    /// Starts now.
+    #[inline]
+    pub fn start() -> Self {
+        Stopwatch(now_ns())
+    }
+
+    /// Time since [`start`](Self::start).
+    #[inline]
+    pub fn elapsed(self) -> Duration {
+        Duration::from_nanos(now_ns().saturating_sub(self.0))
+    }
+}
 
 /// `ns = base_ns + (tsc - base_tsc) * mult >> 32`.
 #[cfg_attr(not(all(target_os = "linux", target_arch = "x86_64")), allow(dead_code))]

@@ -76,6 +76,8 @@ pub(crate) fn epoch() -> Instant {
     *EPOCH.get_or_init(Instant::now)
 }
 
+pub(crate) use clock::Stopwatch;
+
 /// Nanoseconds on a monotonic clock, for timestamps kept in atomics: only differences mean
 /// anything. Never 0. See [`clock`] for why it is not simply `Instant`.
 #[inline]

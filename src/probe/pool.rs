@@ -9,7 +9,9 @@
 //! under `pool:NAME`.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::probe::Stopwatch;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
@@ -106,7 +108,7 @@ impl PoolProbe {
     /// A caller starts waiting for a resource; report how it ended on the returned value.
     pub fn acquire_started(&self) -> Acquiring {
         self.inner.waiters.inc();
-        Acquiring { probe: self.clone(), start: Instant::now(), done: false }
+        Acquiring { probe: self.clone(), start: Stopwatch::start(), done: false }
     }
 
     /// A resource was handed out without any wait (e.g. a successful `try_acquire`).
@@ -178,7 +180,7 @@ impl std::fmt::Debug for PoolProbe {
 #[must_use = "report the outcome: acquired(), timed_out() or failed()"]
 pub struct Acquiring {
     probe: PoolProbe,
-    start: Instant,
+    start: Stopwatch,
     done: bool,
 }
 

@@ -8,7 +8,9 @@ pub mod pool;
 pub mod redis;
 
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::probe::Stopwatch;
 
 pub use self::memory::{LockMode, MemoryConfig, MemoryStore};
 pub use self::redis::{RedisConfig, RedisStore};
@@ -54,7 +56,7 @@ impl Store {
         Store { backend, delay, timings: Default::default() }
     }
 
-    fn record(&self, op: Timed, started: Instant) {
+    fn record(&self, op: Timed, started: Stopwatch) {
         // The uninstrumented twin (`--cfg pinchpoint_bare`) records nothing.
         if cfg!(pinchpoint_bare) {
             return;
@@ -82,7 +84,7 @@ impl Store {
     }
 
     pub async fn increment(&self, op: &Op, id: ApplyId<'_>) -> Result<i64, CounterError> {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let span = crate::telemetry::store_span(self.backend(), "increment");
         let r = span
             .run(async {
@@ -102,7 +104,7 @@ impl Store {
     /// could not be reached and nothing is known to be applied.
     pub async fn batch(&self, ops: &[Op], ids: &[ApplyId<'_>]) -> Result<Vec<Result<i64, CounterError>>, CounterError> {
         assert_eq!(ops.len(), ids.len(), "one apply id per operation");
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let span = crate::telemetry::store_span(self.backend(), "batch");
         let r = span
             .run(async {
@@ -118,7 +120,7 @@ impl Store {
     }
 
     pub async fn get(&self, key: &Key) -> Result<i64, CounterError> {
-        let started = Instant::now();
+        let started = Stopwatch::start();
         let span = crate::telemetry::store_span(self.backend(), "get");
         let r = span
             .run(async {
