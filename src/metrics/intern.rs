@@ -7,9 +7,9 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 
 /// Most distinct values interned; past it [`intern`] answers `None`.
-pub const CAP: usize = 1024;
+const CAP: usize = 1024;
 
-/// `s` as a `&'static str`, the same one for equal strings; `None` once [`CAP`] values are
+/// `s` as a `&'static str`, the same one for equal strings; `None` once 1,024 values are
 /// kept. Takes a global lock: callers on a hot path go through [`intern_cached`].
 pub fn intern(s: &str) -> Option<&'static str> {
     static SEEN: Mutex<Option<HashSet<&'static str>>> = Mutex::new(None);

@@ -270,6 +270,7 @@ pub(crate) fn insert(key: u64, site: &'static Site, spawned_ns: u64, check: u64)
 
 /// Runs `f` on the fields of the live task `key`, if it is in the table or the overflow.
 #[inline]
+#[cfg_attr(not(tokio_unstable), allow(dead_code))] // the runtime hooks' lookups
 pub(crate) fn with<R>(key: u64, f: impl FnOnce(&Fields) -> R) -> Option<R> {
     let h = home(key);
     for i in 0..PROBES {
@@ -283,6 +284,7 @@ pub(crate) fn with<R>(key: u64, f: impl FnOnce(&Fields) -> R) -> Option<R> {
 }
 
 #[cold]
+#[cfg_attr(not(tokio_unstable), allow(dead_code))] // the runtime hooks' lookups
 fn with_overflow<R>(key: u64, f: impl FnOnce(&Fields) -> R) -> Option<R> {
     let o = overflow();
     if o.len.load(Relaxed) == 0 {
@@ -292,6 +294,7 @@ fn with_overflow<R>(key: u64, f: impl FnOnce(&Fields) -> R) -> Option<R> {
 }
 
 /// Removes the live task `key`; returns its site if it was there.
+#[cfg_attr(not(tokio_unstable), allow(dead_code))] // the runtime hooks' lookups
 pub(crate) fn remove(key: u64) -> Option<&'static Site> {
     let h = home(key);
     for i in 0..PROBES {
@@ -306,6 +309,7 @@ pub(crate) fn remove(key: u64) -> Option<&'static Site> {
 }
 
 #[cold]
+#[cfg_attr(not(tokio_unstable), allow(dead_code))] // the runtime hooks' lookups
 fn remove_overflow(key: u64) -> Option<&'static Site> {
     let o = overflow();
     if o.len.load(Relaxed) == 0 {
