@@ -70,9 +70,9 @@ measure() {
     ready "$ADMIN_B"
   fi
   "$on" load --url "http://$HTTP" -n 500 -c "$concurrency" >/dev/null
-  for p in "${pids[@]}"; do callgrind_control -z "$p" >/dev/null; done
+  for p in "${pids[@]}"; do callgrind_control -z "$p" >/dev/null 2>&1; done
   "$on" load --url "http://$HTTP" -n "$requests" -c "$concurrency" >"$work/load-$side.txt"
-  for p in "${pids[@]}"; do callgrind_control -d "$p" >/dev/null; done
+  for p in "${pids[@]}"; do callgrind_control -d "$p" >/dev/null 2>&1; done
   kill -INT "${pids[@]}"
   wait "${pids[@]}" 2>/dev/null || true
   grep -q "$requests ok" "$work/load-$side.txt" ||
