@@ -6,6 +6,8 @@ use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::Mutex;
 
+use super::Recent;
+
 /// Most distinct values interned; past it [`intern`] answers `None`.
 const CAP: usize = 1024;
 
@@ -26,28 +28,25 @@ pub fn intern(s: &str) -> Option<&'static str> {
     Some(leaked)
 }
 
-const WAYS: usize = 8;
-
 thread_local! {
-    /// The values this thread interned last, by the address and length of the string they
-    /// were interned from (a route template's `Arc<str>` stays put while its router lives).
-    static RECENT: [Cell<(usize, &'static str)>; WAYS] = const { [const { Cell::new((0, "")) }; WAYS] };
-    static NEXT: Cell<usize> = const { Cell::new(0) };
+    /// The values this thread interned last, by the address of the string they were interned
+    /// from (a route template's `Arc<str>` stays put while its router lives).
+    static RECENT: Cell<Recent<(usize, &'static str), 8>> = const { Cell::new(Recent::new()) };
 }
 
 /// [`intern`] without the lock for strings seen lately on this thread. A hit compares the
 /// bytes too, so an address reused for another string is never mistaken for the old one.
 pub fn intern_cached(s: &str) -> Option<&'static str> {
     let addr = s.as_ptr() as usize;
-    let hit = RECENT.try_with(|r| r.iter().map(Cell::get).find(|&(a, v)| a == addr && v == s).map(|(_, v)| v));
-    if let Ok(Some(v)) = hit {
+    let recent = RECENT.try_with(Cell::get).unwrap_or(Recent::new());
+    if let Some((_, v)) = recent.find(|&(a, v)| a == addr && v == s) {
         return Some(v);
     }
     let v = intern(s)?;
-    let _ = NEXT.try_with(|n| {
-        let i = n.get();
-        n.set((i + 1) % WAYS);
-        let _ = RECENT.try_with(|r| r[i].set((addr, v)));
+    let _ = RECENT.try_with(|r| {
+        let mut recent = r.get();
+        recent.remember((addr, v));
+        r.set(recent);
     });
     Some(v)
 }

@@ -13,6 +13,7 @@ mod histogram;
 mod integral;
 mod intern;
 mod process;
+mod recent;
 pub mod red;
 mod sources;
 mod striped;
@@ -29,6 +30,7 @@ pub use family::{Fam, LabelSet};
 pub use histogram::{Histogram, Snapshot, BYTE_BOUNDS, COUNT_BOUNDS, DURATION_BOUNDS_NS};
 pub use integral::{Entered, Integral};
 pub use intern::{intern, intern_cached};
+pub(crate) use recent::Recent;
 pub use sources::{add_source, Source};
 pub use striped::{stripe_count, stripe_index, Counter, Gauge, ReadTimeSum};
 

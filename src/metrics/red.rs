@@ -16,7 +16,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::thread::LocalKey;
 use std::time::Duration;
 
-use super::{families, Counter, Histogram};
+use super::{families, Counter, Histogram, Recent};
 
 /// Entries a thread caches per family before it stops caching (protects memory if a
 /// caller passes unbounded labels; such labels fold into `other` anyway).
@@ -115,37 +115,27 @@ impl<V> Entry<V> {
 /// by one integer standing for the tuple.
 struct Cache<V> {
     map: LabelMap<Box<Entry<V>>>,
-    /// Entries of `map` (which never drops one while the cache lives), overwritten in turn.
-    recent: [*const Entry<V>; RECENT],
-    next: usize,
-    /// `(id, entry)` for tuples recorded by id ([`cached`]'s `id`); 0 = empty.
-    by_id: [(u64, *const Entry<V>); RECENT],
-    next_id: usize,
+    /// Entries of `map`, which never drops one while the cache lives.
+    recent: Recent<*const Entry<V>, RECENT>,
+    /// `(id, entry)` for tuples recorded by id ([`cached`]'s `id`).
+    by_id: Recent<(u64, *const Entry<V>), RECENT>,
 }
 
 impl<V> Default for Cache<V> {
     fn default() -> Self {
-        Cache {
-            map: LabelMap::default(),
-            recent: [std::ptr::null(); RECENT],
-            next: 0,
-            by_id: [(0, std::ptr::null()); RECENT],
-            next_id: 0,
-        }
+        Cache { map: LabelMap::default(), recent: Recent::new(), by_id: Recent::new() }
     }
 }
 
 impl<V> Cache<V> {
     fn recent(&self, parts: &[&str]) -> Option<*const Entry<V>> {
-        self.recent.iter().copied().find(|&e| {
-            // SAFETY: non-null pointers in `recent` point into boxes `map` owns and never drops
-            // while `self` lives.
-            unsafe { e.as_ref() }.is_some_and(|e| e.is(parts))
-        })
+        // SAFETY: pointers in `recent` point into boxes `map` owns and never drops while
+        // `self` lives.
+        self.recent.find(|&e| unsafe { &*e }.is(parts))
     }
 
     fn by_id(&self, id: u64) -> Option<*const Entry<V>> {
-        self.by_id.iter().find(|(i, _)| *i == id).map(|&(_, e)| e)
+        self.by_id.find(|&(i, _)| i == id).map(|(_, e)| e)
     }
 
     /// The entry of `parts` from the map, made with `make` when it is new; `None` when the
@@ -174,8 +164,7 @@ impl<V> Cache<V> {
                 Some(ptr)
             })
             .ok()??;
-        self.recent[self.next] = e;
-        self.next = (self.next + 1) % RECENT;
+        self.recent.remember(e);
         Some(e)
     }
 }
@@ -200,9 +189,7 @@ fn cached<V>(
             return;
         };
         if let (Some(id), None) = (id, known) {
-            let n = c.next_id;
-            c.by_id[n] = (id, e);
-            c.next_id = (n + 1) % RECENT;
+            c.by_id.remember((id, e));
         }
         // SAFETY: `e` points into a box `c.map` owns; `c` stays borrowed while it is used.
         (record.take().expect("record once"))(unsafe { &(*e).value });

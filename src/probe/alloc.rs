@@ -34,6 +34,7 @@ use prometheus_client::encoding::DescriptorEncoder;
 use super::families;
 use crate::metrics::catalog::*;
 use crate::metrics::red::LabelMap;
+use crate::metrics::Recent;
 use crate::metrics::{emit_counter, emit_gauge, Histogram};
 
 /// Threads that get a slot of their own; later threads share one set of atomic counters.
@@ -453,39 +454,36 @@ pub fn track_request<F: Future>(route: &str, fut: F) -> TrackAlloc<F> {
 /// the route's histogram by its address among the last few it used, and borrows it, so a
 /// request bumps no shared reference count.
 pub(crate) fn track_request_interned<F: Future>(route: &'static str, fut: F) -> TrackAlloc<F> {
-    const WAYS: usize = 4;
     thread_local! {
-        static RECENT: Cell<[(usize, Option<&'static Histogram>); WAYS]> = const { Cell::new([(0, None); WAYS]) };
-        static NEXT: Cell<usize> = const { Cell::new(0) };
+        static RECENT: Cell<Recent<(usize, &'static Histogram), 4>> = const { Cell::new(Recent::new()) };
     }
     if !is_installed() {
         return TrackAlloc { fut, hist: None, bytes: 0 };
     }
     let addr = route.as_ptr() as usize;
-    let recent = RECENT.try_with(Cell::get).unwrap_or_default();
-    let hist = match recent.iter().find(|(a, _)| *a == addr) {
-        Some(&(_, h)) => h,
+    let recent = RECENT.try_with(Cell::get).unwrap_or(Recent::new());
+    let hist = match recent.find(|&(a, _)| a == addr) {
+        Some((_, h)) => h,
         None => {
             let h = interned_route_histogram(route);
-            let i = NEXT.try_with(|n| n.replace((n.get() + 1) % WAYS)).unwrap_or(0);
             let _ = RECENT.try_with(|r| {
-                let mut v = r.get();
-                v[i] = (addr, h);
-                r.set(v);
+                let mut recent = r.get();
+                recent.remember((addr, h));
+                r.set(recent);
             });
             h
         }
     };
-    TrackAlloc { fut, hist: hist.map(Hist::Static), bytes: 0 }
+    TrackAlloc { fut, hist: Some(Hist::Static(hist)), bytes: 0 }
 }
 
 /// One histogram per interned route for the life of the process (routes are bounded by the
 /// interner's cap).
-fn interned_route_histogram(route: &'static str) -> Option<&'static Histogram> {
+fn interned_route_histogram(route: &'static str) -> &'static Histogram {
     static KEPT: parking_lot::Mutex<Option<HashMap<usize, &'static Histogram>>> = parking_lot::Mutex::new(None);
     let mut kept = KEPT.lock();
     let kept = kept.get_or_insert_with(HashMap::new);
-    Some(*kept.entry(route.as_ptr() as usize).or_insert_with(|| Box::leak(Box::new(route_histogram(route)))))
+    kept.entry(route.as_ptr() as usize).or_insert_with(|| Box::leak(Box::new(route_histogram(route))))
 }
 
 /// A route's histogram, owned or kept for the process's life.

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use serde::Serialize;
 
 use super::contention::Sampler;
 use super::lock::HolderSite;
@@ -17,24 +16,7 @@ use super::raw_mutex::RawMutex;
 use crate::metrics::catalog::HOLD_SAMPLE_EVERY;
 use crate::metrics::{families, Counter, Gauge, Histogram, ReadTimeSum};
 
-/// Acquisition mode, the `mode` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    /// A `Mutex` lock or an `RwLock` write.
-    Exclusive,
-    /// An `RwLock` read.
-    Shared,
-}
-
-impl Mode {
-    /// `exclusive` or `shared`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Exclusive => "exclusive",
-            Mode::Shared => "shared",
-        }
-    }
-}
+pub use super::debug_rows::Mode;
 
 #[derive(Debug)]
 pub(crate) struct ModeStats {
@@ -313,24 +295,7 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// One row of `/debug/locks`.
-#[derive(Debug, Clone, Serialize)]
-pub struct LockReport {
-    /// The lock's name.
-    pub lock: &'static str,
-    /// Acquisitions, all modes.
-    pub acquisitions: u64,
-    /// Acquisitions that found the lock taken.
-    pub contended: u64,
-    /// `contended / acquisitions`.
-    pub contention_ratio: f64,
-    /// Seconds waited in total.
-    pub wait_seconds_total: f64,
-    /// Waiting right now.
-    pub waiters: i64,
-    /// Where the holder acquired the lock at the last sampled contention (`file:line`).
-    pub last_contended_holder: Option<String>,
-}
+pub use super::debug_rows::LockReport;
 
 /// Locks by total wait, most waited-on first.
 pub fn report() -> Vec<LockReport> {

@@ -14,6 +14,7 @@ mod clock;
 pub mod contention;
 #[cfg(feature = "deadpool")]
 pub mod deadpool;
+mod debug_rows;
 mod leak;
 mod leak_growth;
 #[cfg_attr(pinchpoint_bare, path = "bare/lock.rs")]

@@ -14,7 +14,6 @@ use std::time::Duration;
 use crate::probe::Stopwatch;
 
 use parking_lot::{Mutex, RwLock};
-use serde::Serialize;
 
 use super::contention::Sampler;
 use crate::metrics::{families, Counter, Entered, Gauge, Histogram, Integral};
@@ -360,34 +359,7 @@ impl Semaphore {
     }
 }
 
-/// One row of `/debug/pools`.
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolReport {
-    /// The pool's name.
-    pub pool: String,
-    /// The most it may hold.
-    pub max_size: i64,
-    /// Resources it holds now (open connections).
-    pub size: i64,
-    /// Resources leased now.
-    pub in_use: i64,
-    /// Callers waiting for one now.
-    pub waiters: i64,
-    /// Acquisitions that did not wait.
-    pub acquired_immediately: u64,
-    /// Acquisitions that waited.
-    pub acquired_after_wait: u64,
-    /// Acquisitions that gave up at a deadline.
-    pub timeouts: u64,
-    /// Acquisitions that failed.
-    pub errors: u64,
-    /// Seconds callers waited in total.
-    pub acquire_wait_seconds_total: f64,
-    /// Integral of `in_use` over time, in seconds.
-    pub in_use_seconds_total: f64,
-    /// Resources opened (connections made).
-    pub opened: u64,
-}
+pub use super::debug_rows::PoolReport;
 
 /// Every live pool, fullest first. Probes sharing a name are listed once each (they share
 /// series, so their rows agree).

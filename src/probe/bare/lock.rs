@@ -7,8 +7,6 @@
 // Each item mirrors the documented instrumented one of the same name; docs are built from that.
 #![allow(missing_docs)]
 
-use serde::Serialize;
-
 /// A `parking_lot::Mutex` with a name.
 pub struct Mutex<T: ?Sized> {
     name: &'static str,
@@ -228,33 +226,9 @@ impl Semaphore {
     }
 }
 
-/// Acquisition mode, the `mode` label.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Exclusive,
-    Shared,
-}
+pub use super::debug_rows::Mode;
 
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Exclusive => "exclusive",
-            Mode::Shared => "shared",
-        }
-    }
-}
-
-/// One row of `/debug/locks` (never produced here).
-#[derive(Debug, Clone, Serialize)]
-pub struct LockReport {
-    pub lock: &'static str,
-    pub acquisitions: u64,
-    pub contended: u64,
-    pub contention_ratio: f64,
-    pub wait_seconds_total: f64,
-    pub waiters: i64,
-    pub last_contended_holder: Option<String>,
-}
+pub use super::debug_rows::LockReport;
 
 /// No lock reports in the uninstrumented twin.
 pub fn report() -> Vec<LockReport> {

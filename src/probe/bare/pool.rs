@@ -11,8 +11,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-
 /// An acquisition slower than this counts as `waited` even if the caller does not say so.
 pub const WAITED_AFTER: Duration = Duration::from_micros(100);
 
@@ -144,22 +142,7 @@ impl Semaphore {
     }
 }
 
-/// One row of `/debug/pools` (never produced here).
-#[derive(Debug, Clone, Serialize)]
-pub struct PoolReport {
-    pub pool: String,
-    pub max_size: i64,
-    pub size: i64,
-    pub in_use: i64,
-    pub waiters: i64,
-    pub acquired_immediately: u64,
-    pub acquired_after_wait: u64,
-    pub timeouts: u64,
-    pub errors: u64,
-    pub acquire_wait_seconds_total: f64,
-    pub in_use_seconds_total: f64,
-    pub opened: u64,
-}
+pub use super::debug_rows::PoolReport;
 
 /// No pool reports in the uninstrumented twin.
 pub fn report() -> Vec<PoolReport> {
